@@ -1,0 +1,9 @@
+/* mira: the umbrella header of the public API. */
+#ifndef MIRA_H
+#define MIRA_H
+
+#include "mira/core.h"
+#include "mira/json.h"
+#include "mira/dicom.h"
+
+#endif
