@@ -63,6 +63,9 @@ MIRA_API char *mira_strndup(const char *s, size_t n);
 /* Test hook: the n-th allocation from now (1-based) and every later one fail; 0 disables. */
 MIRA_API void mira_alloc_fail_after(long n);
 
+/* Base64 text (RFC 4648, padded) of len bytes; caller frees with mira_free; NULL on OOM. */
+MIRA_API char *mira_base64_encode(const void *data, size_t len, size_t *out_len);
+
 /* The library's version string, e.g. "0.1.0". */
 MIRA_API const char *mira_version(void);
 

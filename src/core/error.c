@@ -74,9 +74,14 @@ void mira_error_prefix(mira_error **err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
-    char tmp[512];
-    snprintf(tmp, sizeof tmp, "%s%s", prefix, (*err)->message);
-    memcpy((*err)->message, tmp, sizeof tmp);
+    char tmp[sizeof prefix + sizeof(*err)->message];
+    size_t pl = strlen(prefix), ml = strlen((*err)->message);
+    memcpy(tmp, prefix, pl);
+    memcpy(tmp + pl, (*err)->message, ml + 1);
+    size_t cap = sizeof(*err)->message - 1;
+    size_t n = pl + ml < cap ? pl + ml : cap;
+    memcpy((*err)->message, tmp, n);
+    (*err)->message[n] = '\0';
 }
 
 const char *mira_error_code_name(mira_error_code code)

@@ -1,0 +1,60 @@
+/* mira: the command-line entry point and subcommand dispatch. */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"dump", mira_cli_dump, "print the elements of DICOM files as a readable tree (or --json)"},
+    {"json", mira_cli_json, "convert DICOM to the DICOM JSON model and back (PS3.18 F.2)"},
+    {"transcode", mira_cli_transcode, "rewrite a file in another transfer syntax"},
+    {"tag", mira_cli_tag, "look up tags, keywords and UIDs in the data dictionary"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: mira [--version] [--help] <command> [<args>]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\n'mira <command> --help' describes a command.\n"
+                 "exit status: 0 success, 1 a problem with the input, 2 wrong usage\n");
+}
+
+int mira_cli_is_help(const char *arg)
+{
+    return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+}
+
+void mira_cli_report(const char *sub, mira_error *err)
+{
+    fprintf(stderr, "mira %s: %s\n", sub, err ? mira_error_get_message(err) : "failed");
+    mira_error_free(err);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return MIRA_EXIT_USAGE;
+    }
+    if (mira_cli_is_help(argv[1])) {
+        usage(stdout);
+        return MIRA_EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("mira %s\n", mira_version());
+        return MIRA_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "mira: '%s' is not a command\n\n", argv[1]);
+    usage(stderr);
+    return MIRA_EXIT_USAGE;
+}

@@ -1,0 +1,469 @@
+/* DICOM PS3.10 writing: any data set in any uncompressed transfer syntax, the exact inverse of reading. */
+#include "file_int.h"
+
+#include "core/buf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+/* mira's implementation class UID (a UUID-derived 2.25 root) and version name. */
+#define MIRA_IMPLEMENTATION_UID "2.25.126519959502276465172202146593746542661"
+#define MIRA_IMPLEMENTATION_NAME "MIRA_010"
+
+typedef struct enc {
+    bool explicit_vr;
+    bool big_endian;
+} enc;
+
+typedef struct writer {
+    mira__buf *b;
+    const char *ts_override; /* value for (0002,0010), or NULL */
+    mira_error **err;
+} writer;
+
+static void put16(mira__buf *b, uint16_t v, bool be)
+{
+    if (be)
+        mira__buf_u16be(b, v);
+    else
+        mira__buf_u16le(b, v);
+}
+
+static void put32(mira__buf *b, uint32_t v, bool be)
+{
+    if (be)
+        mira__buf_u32be(b, v);
+    else
+        mira__buf_u32le(b, v);
+}
+
+static void patch32(mira__buf *b, size_t at, uint32_t v, bool be)
+{
+    if (b->failed)
+        return;
+    uint8_t *p = b->data + at;
+    if (be) {
+        p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+    } else {
+        p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+    }
+}
+
+static void put_tag(mira__buf *b, mira_tag t, bool be)
+{
+    put16(b, MIRA_TAG_GROUP(t), be);
+    put16(b, MIRA_TAG_ELEMENT(t), be);
+}
+
+/* Write the header; returns the buffer offset of the 4-byte length field if it must be
+ * patched (long-length forms only), else (size_t)-1. */
+static size_t put_header(mira__buf *b, mira_tag tag, mira_vr vr, uint32_t len, enc e)
+{
+    put_tag(b, tag, e.big_endian);
+    if (!e.explicit_vr) {
+        size_t at = b->len;
+        put32(b, len, e.big_endian);
+        return at;
+    }
+    const char *name = mira_vr_name(vr);
+    mira__buf_append(b, name, 2);
+    if (mira_vr_has_long_length(vr)) {
+        put16(b, 0, e.big_endian);
+        size_t at = b->len;
+        put32(b, len, e.big_endian);
+        return at;
+    }
+    put16(b, (uint16_t)len, e.big_endian);
+    return (size_t)-1;
+}
+
+/* Append a value, converting byte order when source and target differ. */
+static void put_value(mira__buf *b, const mira_element *el, mira_vr vr, bool src_be, bool dst_be)
+{
+    size_t n = el->value_len;
+    if (!n)
+        return;
+    size_t sz = vr == MIRA_VR_AT ? 2 : mira_vr_value_size(vr);
+    if (src_be == dst_be || sz < 2) {
+        mira__buf_append(b, el->value, n);
+        return;
+    }
+    if (!mira__buf_reserve(b, n))
+        return;
+    uint8_t *d = b->data + b->len;
+    const uint8_t *s = el->value;
+    size_t whole = n - n % sz;
+    for (size_t off = 0; off < whole; off += sz)
+        for (size_t k = 0; k < sz; k++)
+            d[off + k] = s[off + sz - 1 - k];
+    memcpy(d + whole, s + whole, n - whole);
+    b->len += n;
+    b->data[b->len] = 0;
+}
+
+static bool write_dataset(writer *w, const mira_dataset *ds, enc e);
+
+static bool write_items(writer *w, const mira_element *el, enc e)
+{
+    mira__buf *b = w->b;
+    for (size_t i = 0; i < el->nitems; i++) {
+        const mira_dataset *item = el->items[i];
+        put_tag(b, MIRA_TAG_ITEM, e.big_endian);
+        size_t at = b->len;
+        put32(b, item->undefined_length ? MIRA_UNDEFINED_LENGTH : 0, e.big_endian);
+        size_t start = b->len;
+        if (!write_dataset(w, item, e))
+            return false;
+        if (item->undefined_length) {
+            put_tag(b, MIRA_TAG_ITEM_DELIM, e.big_endian);
+            put32(b, 0, e.big_endian);
+        } else {
+            patch32(b, at, (uint32_t)(b->len - start), e.big_endian);
+        }
+    }
+    return true;
+}
+
+static bool same_encoding(const mira_dataset *ds, enc e)
+{
+    return ds->explicit_vr == e.explicit_vr && ds->big_endian == e.big_endian;
+}
+
+static bool write_dataset(writer *w, const mira_dataset *ds, enc e)
+{
+    mira__buf *b = w->b;
+    /* pending group length: where its value sits and where its group's content starts */
+    size_t gl_at = (size_t)-1, gl_start = 0;
+    uint16_t gl_group = 0;
+    for (size_t i = 0; i < ds->count; i++) {
+        const mira_element *el = &ds->elems[i];
+        uint16_t group = MIRA_TAG_GROUP(el->tag);
+        if (gl_at != (size_t)-1 && group != gl_group) {
+            patch32(b, gl_at, (uint32_t)(b->len - gl_start), e.big_endian);
+            gl_at = (size_t)-1;
+        }
+        bool same = same_encoding(ds, e);
+        mira_vr vr = (mira_vr)el->vr;
+        if (same && el->vr_disk != MIRA_VR_NONE && mira_vr_name((mira_vr)el->vr_disk)[0] != '?')
+            vr = (mira_vr)el->vr_disk;
+        if (vr == MIRA_VR_UN && el->vr == MIRA_VR_SQ && !el->implicit_items)
+            vr = MIRA_VR_SQ;
+
+        if (el->vr == MIRA_VR_SQ) {
+            bool as_un = vr == MIRA_VR_UN && el->implicit_items && same;
+            enc ie = as_un ? (enc){false, false} : e;
+            mira_vr hvr = as_un ? MIRA_VR_UN : MIRA_VR_SQ;
+            bool undefined = el->undefined_length;
+            size_t at = put_header(b, el->tag, hvr, undefined ? MIRA_UNDEFINED_LENGTH : 0, e);
+            size_t start = b->len;
+            if (!write_items(w, el, ie))
+                return false;
+            if (undefined) {
+                put_tag(b, MIRA_TAG_SEQ_DELIM, ie.big_endian);
+                put32(b, 0, ie.big_endian);
+            } else {
+                patch32(b, at, (uint32_t)(b->len - start), e.big_endian);
+            }
+            continue;
+        }
+        if (el->encapsulated) {
+            put_header(b, el->tag, MIRA_VR_OB, MIRA_UNDEFINED_LENGTH, e);
+            for (size_t k = 0; k < el->nfrags; k++) {
+                put_tag(b, MIRA_TAG_ITEM, e.big_endian);
+                put32(b, (uint32_t)el->frags[k].len, e.big_endian);
+                mira__buf_append(b, el->frags[k].data, el->frags[k].len);
+            }
+            put_tag(b, MIRA_TAG_SEQ_DELIM, e.big_endian);
+            put32(b, 0, e.big_endian);
+            continue;
+        }
+        if (e.explicit_vr && !mira_vr_has_long_length(vr) && el->value_len > 0xFFFF)
+            vr = MIRA_VR_UN; /* cannot be expressed with a 16-bit length */
+        if (el->tag == MIRA_TAG_TRANSFER_SYNTAX && w->ts_override) {
+            size_t n = strlen(w->ts_override);
+            put_header(b, el->tag, MIRA_VR_UI, (uint32_t)(n + (n & 1)), e);
+            mira__buf_append(b, w->ts_override, n);
+            if (n & 1)
+                mira__buf_putc(b, '\0');
+            continue;
+        }
+        size_t at = put_header(b, el->tag, vr, (uint32_t)el->value_len, e);
+        (void)at;
+        if (MIRA_TAG_ELEMENT(el->tag) == 0 && el->value_len == 4 && el->vr == MIRA_VR_UL) {
+            /* a group length: its value is recomputed for the encoding being written */
+            gl_at = b->len;
+            gl_group = group;
+            put32(b, 0, e.big_endian);
+            gl_start = b->len;
+            continue;
+        }
+        /* UN and OB values are bytes; the rest follow the data set's byte order. */
+        put_value(b, el, vr == MIRA_VR_UN ? MIRA_VR_OB : (mira_vr)el->vr, ds->big_endian,
+                  e.big_endian);
+    }
+    if (gl_at != (size_t)-1)
+        patch32(b, gl_at, (uint32_t)(b->len - gl_start), e.big_endian);
+    if (b->failed) {
+        mira_error_set(w->err, MIRA_ERR_NOMEM, NULL, "encoding a data set");
+        return false;
+    }
+    return true;
+}
+
+static bool has_encapsulated(const mira_dataset *ds)
+{
+    for (size_t i = 0; i < ds->count; i++) {
+        const mira_element *el = &ds->elems[i];
+        if (el->encapsulated)
+            return true;
+        for (size_t k = 0; k < el->nitems; k++)
+            if (has_encapsulated(el->items[k]))
+                return true;
+    }
+    return false;
+}
+
+static bool deflate_into(mira__buf *out, const uint8_t *in, size_t len, mira_error **err)
+{
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -MAX_WBITS, 8,
+                     Z_DEFAULT_STRATEGY) != Z_OK) {
+        mira_error_set(err, MIRA_ERR_NOMEM, NULL, "zlib deflateInit2");
+        return false;
+    }
+    size_t bound = deflateBound(&zs, (uLong)len);
+    if (!mira__buf_reserve(out, bound)) {
+        deflateEnd(&zs);
+        mira_error_set(err, MIRA_ERR_NOMEM, NULL, "deflating a data set");
+        return false;
+    }
+    zs.next_in = (Bytef *)in;
+    zs.avail_in = (uInt)len;
+    zs.next_out = out->data + out->len;
+    zs.avail_out = (uInt)bound;
+    int rc = deflate(&zs, Z_FINISH);
+    out->len += bound - zs.avail_out;
+    deflateEnd(&zs);
+    if (rc != Z_STREAM_END) {
+        mira_error_set(err, MIRA_ERR_IO, "Deflate failed", "zlib deflate returned %d", rc);
+        return false;
+    }
+    /* Deflated data sets are padded to an even length (PS3.5 A.5). */
+    if (out->len & 1)
+        mira__buf_putc(out, '\0');
+    return true;
+}
+
+bool mira_file_write_memory(const mira_file *f, const char *ts_uid, uint8_t **out,
+                            size_t *out_len, mira_error **err)
+{
+    const char *ts = ts_uid ? ts_uid : f->ts;
+    mira_ts_info info;
+    if (!mira_ts_lookup(ts, &info)) {
+        mira_error_set(err, MIRA_ERR_UNSUPPORTED, "Unknown transfer syntax",
+                       "cannot write transfer syntax %s", ts);
+        return false;
+    }
+    mira_ts_info src_info;
+    bool src_known = mira_ts_lookup(f->ts, &src_info);
+    if (has_encapsulated(f->ds) && strcmp(ts, f->ts) != 0) {
+        if (!info.encapsulated || !src_known || !src_info.encapsulated ||
+            strcmp(ts, "1.2.840.10008.1.2.1.98") == 0) {
+            mira_error_set(err, MIRA_ERR_UNSUPPORTED, "Needs a pixel codec",
+                           "the pixel data is compressed (%s); writing it as %s needs "
+                           "transcoding, which this build cannot do",
+                           f->ts, ts);
+            return false;
+        }
+        /* Some files carry encapsulated data under another encapsulated UID; refuse to
+         * relabel compressed pixel data as a different compression. */
+        mira_error_set(err, MIRA_ERR_UNSUPPORTED, "Needs a pixel codec",
+                       "cannot relabel pixel data compressed as %s as %s", f->ts, ts);
+        return false;
+    }
+    if (info.encapsulated && !has_encapsulated(f->ds) && strcmp(ts, f->ts) != 0) {
+        mira_error_set(err, MIRA_ERR_UNSUPPORTED, "Needs a pixel codec",
+                       "writing native pixel data as %s needs an encoder, which this build "
+                       "cannot do",
+                       ts);
+        return false;
+    }
+    mira__buf b;
+    mira__buf_init(&b);
+    if (f->has_preamble) {
+        mira__buf_append(&b, f->preamble, 128);
+    } else {
+        uint8_t zero[128] = {0};
+        mira__buf_append(&b, zero, 128);
+    }
+    mira__buf_append(&b, "DICM", 4);
+    writer w = {&b, ts_uid && strcmp(ts_uid, f->ts) != 0 ? ts_uid : NULL, err};
+    mira_dataset meta_view = *f->meta;
+    /* The file meta is always explicit VR little endian. */
+    if (!write_dataset(&w, &meta_view, (enc){true, false}))
+        goto fail;
+    if (!mira_dataset_get(f->meta, MIRA_TAG_TRANSFER_SYNTAX)) {
+        mira_error_set(err, MIRA_ERR_ARGUMENT, "No transfer syntax",
+                       "the file meta information has no Transfer Syntax UID (0002,0010)");
+        goto fail;
+    }
+    w.ts_override = NULL;
+    enc e = {info.explicit_vr, info.big_endian};
+    if (info.deflated) {
+        mira__buf raw;
+        mira__buf_init(&raw);
+        w.b = &raw;
+        if (!write_dataset(&w, f->ds, e)) {
+            mira__buf_cleanup(&raw);
+            goto fail;
+        }
+        bool ok = deflate_into(&b, raw.data ? raw.data : (const uint8_t *)"", raw.len, err);
+        mira__buf_cleanup(&raw);
+        if (!ok)
+            goto fail;
+    } else if (!write_dataset(&w, f->ds, e)) {
+        goto fail;
+    }
+    if (b.failed) {
+        mira_error_set(err, MIRA_ERR_NOMEM, NULL, "encoding a file");
+        goto fail;
+    }
+    *out = (uint8_t *)mira__buf_steal(&b, out_len);
+    if (!*out) {
+        mira_error_set(err, MIRA_ERR_NOMEM, NULL, "encoding a file");
+        return false;
+    }
+    return true;
+fail:
+    mira__buf_cleanup(&b);
+    return false;
+}
+
+static bool write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return false;
+        p += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+bool mira_file_write(const mira_file *f, const char *path, const char *ts_uid, mira_error **err)
+{
+    uint8_t *data;
+    size_t len;
+    if (!mira_file_write_memory(f, ts_uid, &data, &len, err))
+        return false;
+    size_t plen = strlen(path);
+    char *tmp = mira_malloc(plen + 16);
+    char *dir = mira_strdup(path);
+    if (!tmp || !dir) {
+        mira_free(tmp);
+        mira_free(dir);
+        mira_free(data);
+        mira_error_set(err, MIRA_ERR_NOMEM, NULL, "writing %s", path);
+        return false;
+    }
+    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    bool ok = fd >= 0;
+    if (ok) {
+        ok = write_all(fd, data, len) && fsync(fd) == 0;
+        int saved = errno;
+        ok = close(fd) == 0 && ok;
+        errno = ok ? errno : saved;
+        ok = ok && rename(tmp, path) == 0;
+    }
+    if (!ok) {
+        mira_error_set(err, MIRA_ERR_IO, "Cannot write", "%s: %s", path, strerror(errno));
+        if (fd >= 0)
+            unlink(tmp);
+    } else {
+        /* make the rename itself durable */
+        int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+    }
+    mira_free(tmp);
+    mira_free(dir);
+    mira_free(data);
+    return ok;
+}
+
+/* ------------------------------------------------------------------ new files */
+
+static bool copy_uid(mira_dataset *meta, mira_tag to, const mira_dataset *ds, mira_tag from,
+                     mira_error **err)
+{
+    mira_element *el = mira_dataset_get(ds, from);
+    if (!el) {
+        mira_error_set(err, MIRA_ERR_INVALID, "Missing attribute",
+                       "the data set has no (%04X,%04X), needed for the file meta information",
+                       MIRA_TAG_GROUP(from), MIRA_TAG_ELEMENT(from));
+        return false;
+    }
+    char *v = mira_element_get_string(el, 0, err);
+    if (!v)
+        return false;
+    bool ok = mira_dataset_set_string(meta, to, MIRA_VR_UI, v, err) != NULL;
+    mira_free(v);
+    return ok;
+}
+
+mira_file *mira_file_from_dataset(mira_dataset *ds, const char *ts_uid, mira_error **err)
+{
+    mira_ts_info info;
+    if (!ts_uid)
+        ts_uid = MIRA_TS_EXPLICIT_LE;
+    if (!mira_ts_lookup(ts_uid, &info)) {
+        mira_error_set(err, MIRA_ERR_UNSUPPORTED, "Unknown transfer syntax", "%s", ts_uid);
+        return NULL;
+    }
+    mira_file *f = mira_calloc(1, sizeof *f);
+    mira_dataset *meta = f ? mira_dataset_new(err) : NULL;
+    if (!f || !meta) {
+        mira_free(f);
+        mira_error_set(err, MIRA_ERR_NOMEM, NULL, "allocating a file");
+        return NULL;
+    }
+    static const uint8_t version[2] = {0, 1};
+    uint8_t zero[4] = {0};
+    bool ok = mira_dataset_set_bytes(meta, MIRA_TAG(0x0002, 0x0000), MIRA_VR_UL, zero, 4, err) &&
+              mira_dataset_set_bytes(meta, MIRA_TAG(0x0002, 0x0001), MIRA_VR_OB, version, 2,
+                                     err) &&
+              copy_uid(meta, MIRA_TAG(0x0002, 0x0002), ds, MIRA_TAG(0x0008, 0x0016), err) &&
+              copy_uid(meta, MIRA_TAG(0x0002, 0x0003), ds, MIRA_TAG(0x0008, 0x0018), err) &&
+              mira_dataset_set_string(meta, MIRA_TAG_TRANSFER_SYNTAX, MIRA_VR_UI, ts_uid, err) &&
+              mira_dataset_set_string(meta, MIRA_TAG(0x0002, 0x0012), MIRA_VR_UI,
+                                      MIRA_IMPLEMENTATION_UID, err) &&
+              mira_dataset_set_string(meta, MIRA_TAG(0x0002, 0x0013), MIRA_VR_SH,
+                                      MIRA_IMPLEMENTATION_NAME, err);
+    f->ts = ok ? mira_strdup(ts_uid) : NULL;
+    if (!ok || !f->ts) {
+        if (ok)
+            mira_error_set(err, MIRA_ERR_NOMEM, NULL, "allocating a file");
+        mira_dataset_free(meta);
+        mira_free(f->ts);
+        mira_free(f);
+        return NULL;
+    }
+    f->meta = meta;
+    f->ds = ds;
+    ds->big_endian = ds->big_endian; /* values keep their order; the writer converts */
+    return f;
+}
