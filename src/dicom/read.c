@@ -80,8 +80,8 @@ static bool parse_dataset(reader *r, size_t *pos, size_t end, mira_dataset *ds, 
                           bool until_item_delim, int depth, mira_error **err);
 
 /* Parse the items of a sequence value [*pos, end) or up to a sequence delimiter. */
-static bool parse_items(reader *r, size_t *pos, size_t end, mira_element *el, enc e,
-                        bool undefined, int depth, mira_error **err)
+static bool parse_items(reader *r, size_t *pos, size_t end, size_t outer_end, mira_element *el,
+                        enc e, bool undefined, int depth, mira_error **err)
 {
     const bool be = e.big_endian;
     while (*pos < end) {
@@ -130,10 +130,20 @@ static bool parse_items(reader *r, size_t *pos, size_t end, mira_element *el, en
             if (!parse_dataset(r, &p, end, item, e, true, depth + 1, err))
                 return false;
         } else {
-            if (len > end - p)
-                return fail(err, r->base + p - 8,
-                            "item length %u exceeds the %zu bytes left in sequence (%04X,%04X)",
-                            len, end - p, MIRA_TAG_GROUP(el->tag), MIRA_TAG_ELEMENT(el->tag));
+            if (len > end - p) {
+                /* Seen in DICOMDIRs: an item length that runs past its sequence. pydicom and
+                 * DCMTK read on; we read the item up to where the sequence (or, if the
+                 * sequence is the short one, the enclosing data) ends, and say so. */
+                size_t limit = len <= outer_end - p ? p + len : end;
+                mira__file_warn(r->f,
+                                "offset %llu: item length %u exceeds the %zu bytes left in "
+                                "sequence (%04X,%04X); read to offset %llu",
+                                (unsigned long long)(r->base + p - 8), len, end - p,
+                                MIRA_TAG_GROUP(el->tag), MIRA_TAG_ELEMENT(el->tag),
+                                (unsigned long long)(r->base + limit));
+                len = (uint32_t)(limit - p);
+                end = limit > end ? limit : end;
+            }
             size_t item_end = p + len;
             if (!parse_dataset(r, &p, item_end, item, e, false, depth + 1, err))
                 return false;
@@ -360,7 +370,7 @@ static bool parse_dataset(reader *r, size_t *pos, size_t end, mira_dataset *ds, 
                     el->implicit_items = true;
                     el->vr = MIRA_VR_SQ;
                 }
-                if (!parse_items(r, &p, end, el, ie, true, depth, err))
+                if (!parse_items(r, &p, end, end, el, ie, true, depth, err))
                     return false;
             } else {
                 return fail(err, r->base + start,
@@ -386,9 +396,10 @@ static bool parse_dataset(reader *r, size_t *pos, size_t end, mira_dataset *ds, 
                     el->implicit_items = true;
                 }
             }
-            if (!parse_items(r, &p, seq_end, el, ie, false, depth, err))
+            if (!parse_items(r, &p, seq_end, end, el, ie, false, depth, err))
                 return false;
-            p = seq_end;
+            if (p < seq_end)
+                p = seq_end;
             continue;
         }
         el->value = buf + p;

@@ -18,8 +18,9 @@ from pydicom.valuerep import PersonName
 
 from conftest import dicom_test_files, file_id, run_mira
 
-# Files that are truncated on purpose: mira must refuse them with an error naming the offset.
-TRUNCATED = {"MR_truncated.dcm", "rtplan_truncated.dcm"}
+# Files that are broken on purpose (truncated; no_meta.dcm starts one byte into a data set,
+# which pydicom and DCMTK refuse too): mira must refuse them with an error naming the offset.
+TRUNCATED = {"MR_truncated.dcm", "rtplan_truncated.dcm", "no_meta.dcm"}
 
 STRING_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM",
               "UC", "UI", "UR", "UT"}

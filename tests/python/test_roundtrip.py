@@ -8,7 +8,7 @@ import pytest
 
 from conftest import dicom_test_files, file_id, run_mira
 
-FILES = [p for p in dicom_test_files() if p.name not in {"MR_truncated.dcm", "rtplan_truncated.dcm"}]
+FILES = [p for p in dicom_test_files() if p.name not in {"MR_truncated.dcm", "rtplan_truncated.dcm", "no_meta.dcm"}]
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_BE = "1.2.840.10008.1.2.2"
