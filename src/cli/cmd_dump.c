@@ -105,6 +105,10 @@ static void keyword_of(const mira_dataset *ds, const mira_element *e, char *out,
         snprintf(out, cap, "%s", d->keyword);
         return;
     }
+    if (MIRA_TAG_ELEMENT(t) == 0) {
+        snprintf(out, cap, "GroupLength");
+        return;
+    }
     if (MIRA_TAG_IS_PRIVATE(t)) {
         uint16_t el = MIRA_TAG_ELEMENT(t);
         if (el >= 0x10 && el <= 0xFF) {
@@ -117,10 +121,6 @@ static void keyword_of(const mira_dataset *ds, const mira_element *e, char *out,
             snprintf(out, cap, "[%s] %s", creator, pd->name);
         else
             snprintf(out, cap, "[%s] Unknown", creator ? creator : "no creator");
-        return;
-    }
-    if (MIRA_TAG_ELEMENT(t) == 0) {
-        snprintf(out, cap, "GroupLength");
         return;
     }
     snprintf(out, cap, "Unknown");

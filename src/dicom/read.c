@@ -211,6 +211,14 @@ static bool parse_fragments(reader *r, size_t *pos, size_t end, mira_element *el
     return true;
 }
 
+/* Group lengths are retired outside group 0002 and often wrong; warn, never fail. */
+static void check_group_length(reader *r, int group, uint32_t said, size_t actual)
+{
+    if (said != actual)
+        mira__file_warn(r->f, "group length (%04X,0000) says %u bytes, the group has %zu",
+                        (unsigned)group, said, actual);
+}
+
 static bool parse_dataset(reader *r, size_t *pos, size_t end, mira_dataset *ds, enc e,
                           bool until_item_delim, int depth, mira_error **err)
 {
@@ -220,6 +228,10 @@ static bool parse_dataset(reader *r, size_t *pos, size_t end, mira_dataset *ds, 
     size_t p = *pos;
     mira_tag last = 0;
     bool sorted = true;
+    /* a group length seen in this data set: its value and where its group's content starts */
+    uint32_t gl_value = 0;
+    size_t gl_start = 0;
+    int gl_group = -1;
     while (p < end) {
         size_t start = p;
         if (end - p < 8) {
@@ -237,6 +249,10 @@ static bool parse_dataset(reader *r, size_t *pos, size_t end, mira_dataset *ds, 
         }
         bool be = e.big_endian;
         mira_tag tag = (mira_tag)mira__rd16(buf + p, be) << 16 | mira__rd16(buf + p + 2, be);
+        if (gl_group >= 0 && MIRA_TAG_GROUP(tag) != gl_group) {
+            check_group_length(r, gl_group, gl_value, start - gl_start);
+            gl_group = -1;
+        }
         if (tag == MIRA_TAG_ITEM_DELIM) {
             p += 8;
             if (until_item_delim) {
@@ -333,6 +349,15 @@ static bool parse_dataset(reader *r, size_t *pos, size_t end, mira_dataset *ds, 
                 else if (MIRA_TAG_IS_PRIVATE(tag) && MIRA_TAG_ELEMENT(tag) >= 0x10 &&
                          MIRA_TAG_ELEMENT(tag) <= 0xFF)
                     vr = MIRA_VR_LO;
+                else if (MIRA_TAG_IS_PRIVATE(tag)) {
+                    const char *creator = mira_dataset_private_creator(ds, tag);
+                    const mira_dict_entry *pd =
+                        creator ? mira_dict_find_private(creator, tag) : NULL;
+                    if (pd)
+                        vr = mira__resolve_ambiguous_vr(ds, tag, pd->vr, undefined);
+                    if (vr == MIRA_VR_NONE)
+                        vr = MIRA_VR_UN;
+                }
             }
         } else if (vr_disk != MIRA_VR_NONE) {
             vr = MIRA_VR_UN;
@@ -404,6 +429,11 @@ static bool parse_dataset(reader *r, size_t *pos, size_t end, mira_dataset *ds, 
         }
         el->value = buf + p;
         el->value_len = len;
+        if (MIRA_TAG_ELEMENT(tag) == 0 && vr == MIRA_VR_UL && len == 4) {
+            gl_group = MIRA_TAG_GROUP(tag);
+            gl_value = mira__rd32(buf + p, be);
+            gl_start = p + 4;
+        }
         if (tag == MIRA_TAG_SPECIFIC_CHARSET &&
             !mira__dataset_set_charset(ds, el->value, el->value_len, err))
             return false;
@@ -413,6 +443,8 @@ static bool parse_dataset(reader *r, size_t *pos, size_t end, mira_dataset *ds, 
         return fail(err, r->base + p, "item has no item delimiter");
     *pos = p;
 done:
+    if (gl_group >= 0 && !r->stop_before_pixels)
+        check_group_length(r, gl_group, gl_value, *pos - 8 * until_item_delim - gl_start);
     if (!sorted)
         mira__dataset_sort(ds);
     return true;
@@ -481,6 +513,8 @@ static bool parse_meta(reader *r, size_t *pos, mira_error **err)
         if (gl <= end - p - 12)
             meta_end = p + 12 + gl;
     }
+    if (meta_end == end)
+        mira__file_warn(r->f, "file meta information has no group length (0002,0000)");
     if (end - p >= 8 && !is_vr_chars(b + p + 4)) {
         mira__file_warn(r->f, "offset %llu: file meta information is not explicit VR",
                         (unsigned long long)p);
@@ -644,6 +678,20 @@ static mira_file *read_buffer(mira_file *f, const mira_read_options *opt, mira_e
         if (pos + 8 <= f->len && mira__rd16(b + pos, false) == 0x0002) {
             if (!parse_meta(&r, &pos, err))
                 goto fail;
+            static const struct {
+                mira_tag tag;
+                const char *name;
+            } required[] = {
+                {MIRA_TAG(0x0002, 0x0001), "File Meta Information Version"},
+                {MIRA_TAG(0x0002, 0x0002), "Media Storage SOP Class UID"},
+                {MIRA_TAG(0x0002, 0x0003), "Media Storage SOP Instance UID"},
+                {MIRA_TAG(0x0002, 0x0010), "Transfer Syntax UID"},
+                {MIRA_TAG(0x0002, 0x0012), "Implementation Class UID"},
+            };
+            for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
+                if (!mira_dataset_get(f->meta, required[i].tag))
+                    mira__file_warn(f, "file meta information lacks (0002,%04X) %s",
+                                    MIRA_TAG_ELEMENT(required[i].tag), required[i].name);
         } else if (f->has_preamble) {
             mira__file_warn(f, "no file meta information after DICM");
         }

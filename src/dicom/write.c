@@ -174,7 +174,8 @@ static bool write_dataset(writer *w, const mira_dataset *ds, enc e)
             continue;
         }
         if (el->encapsulated) {
-            put_header(b, el->tag, MIRA_VR_OB, MIRA_UNDEFINED_LENGTH, e);
+            mira_vr evr = vr == MIRA_VR_OW || vr == MIRA_VR_UN ? vr : MIRA_VR_OB;
+            put_header(b, el->tag, evr, MIRA_UNDEFINED_LENGTH, e);
             for (size_t k = 0; k < el->nfrags; k++) {
                 put_tag(b, MIRA_TAG_ITEM, e.big_endian);
                 put32(b, (uint32_t)el->frags[k].len, e.big_endian);
@@ -262,6 +263,43 @@ static bool deflate_into(mira__buf *out, const uint8_t *in, size_t len, mira_err
     return true;
 }
 
+static bool copy_uid(mira_dataset *meta, mira_tag to, const mira_dataset *ds, mira_tag from,
+                     mira_error **err);
+static bool fill_meta(mira_dataset *meta, const mira_dataset *ds, const char *ts_uid,
+                      mira_error **err);
+
+/* The file meta to write: f->meta itself if it has the required elements, else a completed copy
+ * (caller frees a copy). */
+static mira_dataset *complete_meta(const mira_file *f, const char *ts, mira_error **err)
+{
+    static const mira_tag required[] = {
+        MIRA_TAG(0x0002, 0x0000), MIRA_TAG(0x0002, 0x0001), MIRA_TAG(0x0002, 0x0002),
+        MIRA_TAG(0x0002, 0x0003), MIRA_TAG_TRANSFER_SYNTAX,  MIRA_TAG(0x0002, 0x0012),
+    };
+    bool complete = true;
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
+        complete &= mira_dataset_get(f->meta, required[i]) != NULL;
+    if (complete)
+        return f->meta;
+    mira_dataset *m = mira_dataset_new(err);
+    if (!m)
+        return NULL;
+    for (size_t i = 0; i < f->meta->count; i++) {
+        const mira_element *el = &f->meta->elems[i];
+        if (MIRA_TAG_GROUP(el->tag) != 0x0002 || el->vr == MIRA_VR_SQ || el->encapsulated)
+            continue;
+        if (!mira_dataset_set_bytes(m, el->tag, (mira_vr)el->vr, el->value, el->value_len, err)) {
+            mira_dataset_free(m);
+            return NULL;
+        }
+    }
+    if (!fill_meta(m, f->ds, ts, err)) {
+        mira_dataset_free(m);
+        return NULL;
+    }
+    return m;
+}
+
 bool mira_file_write_memory(const mira_file *f, const char *ts_uid, uint8_t **out,
                             size_t *out_len, mira_error **err)
 {
@@ -306,15 +344,16 @@ bool mira_file_write_memory(const mira_file *f, const char *ts_uid, uint8_t **ou
     }
     mira__buf_append(&b, "DICM", 4);
     writer w = {&b, ts_uid && strcmp(ts_uid, f->ts) != 0 ? ts_uid : NULL, err};
-    mira_dataset meta_view = *f->meta;
-    /* The file meta is always explicit VR little endian. */
-    if (!write_dataset(&w, &meta_view, (enc){true, false}))
+    /* The file meta is always explicit VR little endian. A raw data set, or a file whose meta
+     * lacks required elements, gets them filled in (PS3.10 7.1). */
+    mira_dataset *meta = complete_meta(f, ts, err);
+    if (!meta)
         goto fail;
-    if (!mira_dataset_get(f->meta, MIRA_TAG_TRANSFER_SYNTAX)) {
-        mira_error_set(err, MIRA_ERR_ARGUMENT, "No transfer syntax",
-                       "the file meta information has no Transfer Syntax UID (0002,0010)");
+    bool meta_ok = write_dataset(&w, meta, (enc){true, false});
+    if (meta != f->meta)
+        mira_dataset_free(meta);
+    if (!meta_ok)
         goto fail;
-    }
     w.ts_override = NULL;
     enc e = {info.explicit_vr, info.big_endian};
     if (info.deflated) {
@@ -380,6 +419,8 @@ bool mira_file_write(const mira_file *f, const char *path, const char *ts_uid, m
     snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
     int fd = mkstemp(tmp);
     bool ok = fd >= 0;
+    if (ok)
+        (void)fchmod(fd, 0644); /* mkstemp makes 0600; archives are read by other users */
     if (ok) {
         ok = write_all(fd, data, len) && fsync(fd) == 0;
         int saved = errno;
@@ -412,16 +453,41 @@ static bool copy_uid(mira_dataset *meta, mira_tag to, const mira_dataset *ds, mi
 {
     mira_element *el = mira_dataset_get(ds, from);
     if (!el) {
-        mira_error_set(err, MIRA_ERR_INVALID, "Missing attribute",
-                       "the data set has no (%04X,%04X), needed for the file meta information",
-                       MIRA_TAG_GROUP(from), MIRA_TAG_ELEMENT(from));
-        return false;
+        /* A data set without SOP Class/Instance UIDs (seen in raw test files) is still written,
+         * with the meta element present and empty, rather than refused and lost. */
+        return mira_dataset_set_bytes(meta, to, MIRA_VR_UI, "", 0, err) != NULL;
     }
     char *v = mira_element_get_string(el, 0, err);
     if (!v)
         return false;
     bool ok = mira_dataset_set_string(meta, to, MIRA_VR_UI, v, err) != NULL;
     mira_free(v);
+    return ok;
+}
+
+/* Add the required file meta elements that `meta` lacks. */
+static bool fill_meta(mira_dataset *meta, const mira_dataset *ds, const char *ts_uid,
+                      mira_error **err)
+{
+    static const uint8_t version[2] = {0, 1};
+    uint8_t zero[4] = {0};
+    bool ok = true;
+    if (!mira_dataset_get(meta, MIRA_TAG(0x0002, 0x0000)))
+        ok = ok && mira_dataset_set_bytes(meta, MIRA_TAG(0x0002, 0x0000), MIRA_VR_UL, zero, 4, err);
+    if (!mira_dataset_get(meta, MIRA_TAG(0x0002, 0x0001)))
+        ok = ok && mira_dataset_set_bytes(meta, MIRA_TAG(0x0002, 0x0001), MIRA_VR_OB, version, 2,
+                                          err);
+    if (!mira_dataset_get(meta, MIRA_TAG(0x0002, 0x0002)))
+        ok = ok && copy_uid(meta, MIRA_TAG(0x0002, 0x0002), ds, MIRA_TAG(0x0008, 0x0016), err);
+    if (!mira_dataset_get(meta, MIRA_TAG(0x0002, 0x0003)))
+        ok = ok && copy_uid(meta, MIRA_TAG(0x0002, 0x0003), ds, MIRA_TAG(0x0008, 0x0018), err);
+    ok = ok && mira_dataset_set_string(meta, MIRA_TAG_TRANSFER_SYNTAX, MIRA_VR_UI, ts_uid, err);
+    if (!mira_dataset_get(meta, MIRA_TAG(0x0002, 0x0012))) {
+        ok = ok && mira_dataset_set_string(meta, MIRA_TAG(0x0002, 0x0012), MIRA_VR_UI,
+                                           MIRA_IMPLEMENTATION_UID, err) &&
+             mira_dataset_set_string(meta, MIRA_TAG(0x0002, 0x0013), MIRA_VR_SH,
+                                     MIRA_IMPLEMENTATION_NAME, err);
+    }
     return ok;
 }
 
@@ -441,18 +507,7 @@ mira_file *mira_file_from_dataset(mira_dataset *ds, const char *ts_uid, mira_err
         mira_error_set(err, MIRA_ERR_NOMEM, NULL, "allocating a file");
         return NULL;
     }
-    static const uint8_t version[2] = {0, 1};
-    uint8_t zero[4] = {0};
-    bool ok = mira_dataset_set_bytes(meta, MIRA_TAG(0x0002, 0x0000), MIRA_VR_UL, zero, 4, err) &&
-              mira_dataset_set_bytes(meta, MIRA_TAG(0x0002, 0x0001), MIRA_VR_OB, version, 2,
-                                     err) &&
-              copy_uid(meta, MIRA_TAG(0x0002, 0x0002), ds, MIRA_TAG(0x0008, 0x0016), err) &&
-              copy_uid(meta, MIRA_TAG(0x0002, 0x0003), ds, MIRA_TAG(0x0008, 0x0018), err) &&
-              mira_dataset_set_string(meta, MIRA_TAG_TRANSFER_SYNTAX, MIRA_VR_UI, ts_uid, err) &&
-              mira_dataset_set_string(meta, MIRA_TAG(0x0002, 0x0012), MIRA_VR_UI,
-                                      MIRA_IMPLEMENTATION_UID, err) &&
-              mira_dataset_set_string(meta, MIRA_TAG(0x0002, 0x0013), MIRA_VR_SH,
-                                      MIRA_IMPLEMENTATION_NAME, err);
+    bool ok = fill_meta(meta, ds, ts_uid, err);
     f->ts = ok ? mira_strdup(ts_uid) : NULL;
     if (!ok || !f->ts) {
         if (ok)

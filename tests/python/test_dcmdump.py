@@ -93,16 +93,25 @@ def test_dump_agrees_with_dcmdump(path):
     mine = mira_elements(path)
     problems = []
     for key, (vr, value, _) in ref.items():
+        if key[-1] == 0x00080005:
+            continue  # +U8 makes dcmdump add or rewrite Specific Character Set (ISO_IR 192)
         if key not in mine:
             problems.append(f"{fmt(key)}: in dcmdump, not in mira")
             continue
         e, _ = mine[key]
         if vr in ("ox", "xs", "lt", "na", "up"):
             continue  # dcmdump's internal pseudo-VRs for unresolved ambiguity
+        ambiguous = {vr, e["vr"]} <= {"OB", "OW"} or {vr, e["vr"]} <= {"US", "SS"}
+        if e["vr"] != vr and ambiguous:
+            continue  # "OB or OW" / "US or SS" in implicit VR: PS3.5 A.1 says OW, DCMTK says OB
+        if vr == "UN" and e["vr_on_disk"] == "UN":
+            continue  # DCMTK keeps UN as written; mira (like pydicom) reports the dictionary VR
+        if vr == "??" and e["vr"] == "UN":
+            continue  # an unknown VR in the file: DCMTK prints ??, mira reads it as UN
         if e["vr"] != vr:
             problems.append(f"{fmt(key)}: VR dcmdump {vr} mira {e['vr']}")
             continue
-        if value.startswith("(no value") :
+        if value.startswith("(no value"):
             if e.get("value") not in ([], None) and e.get("bytes", "") != "":
                 problems.append(f"{fmt(key)}: dcmdump empty, mira {e.get('value')}")
             continue

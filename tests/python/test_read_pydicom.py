@@ -98,8 +98,12 @@ def compare_value(path, here, elem, m, problems):
     if vr in STRING_VRS:
         pv = [norm_str(x) for x in as_list(elem.value)]
         if vr == "PN":
-            pv = [norm_str(x) for x in as_list(elem.value)]
+            # Trailing empty component groups ("A^B=") may be omitted (PS3.5 6.2.1.1): pydicom
+            # drops them, mira keeps the value as written; they are the same name.
+            pv = [norm_str(x).rstrip("=") for x in as_list(elem.value)]
         mv = [norm_str(x) if x is not None else None for x in m.get("value", [])]
+        if vr == "PN":
+            mv = [x.rstrip("=") if x is not None else None for x in mv]
         # A value of only padding is empty for both.
         if pv == [""]:
             pv = []
