@@ -115,7 +115,9 @@ static const struct term latin1_fallback = {"ISO_IR 100", S_ISO2022, G_ASCII, G_
 /* No (0008,0005): the standard's default repertoire is ASCII only, but files without the
  * attribute that carry Latin-1 names are common; reading bytes 0x80..0xFF as Latin-1 (as
  * pydicom does) loses nothing, where U+FFFD would lose the name. */
-static const struct term default_term = {"ISO_IR 6", S_ISO2022, G_ASCII, G_LATIN1};
+static const struct term no_charset_term = {"ISO_IR 6", S_ISO2022, G_ASCII, G_LATIN1};
+/* An empty first value beside others ("\\ISO 2022 IR 87"): ISO 2022 IR 6 exactly, no G1. */
+static const struct term default_term = {"ISO_IR 6", S_ISO2022, G_ASCII, G_NONE};
 
 static bool is_pad(char c)
 {
@@ -204,8 +206,10 @@ static const struct term *first_term(const char *charset)
 {
     const char *cursor = charset, *s;
     size_t n;
-    if (!charset || !next_value(&cursor, &s, &n) || n == 0)
-        return &default_term;
+    if (!charset || !next_value(&cursor, &s, &n))
+        return &no_charset_term;
+    if (n == 0)
+        return cursor ? &default_term : &no_charset_term;
     const struct term *t = find_term(s, n);
     return t ? t : &latin1_fallback;
 }

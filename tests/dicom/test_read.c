@@ -66,12 +66,17 @@ static void part10_header(bytes *b, const char *ts)
     b->n = 128;
     raw(b, "DICM", 4);
     size_t tslen = strlen(ts) + (strlen(ts) & 1);
-    uint32_t glen = 8 + (uint32_t)tslen;
+    /* the required meta elements (PS3.10 7.1), so that the file is well-formed */
+    uint32_t glen = (12 + 2) + (8 + 26) + (8 + 8) + (8 + (uint32_t)tslen) + (8 + 8);
     ex(b, 0x0002, 0x0000, "UL", NULL, 4, false);
     b32(b, glen, false);
+    ex(b, 0x0002, 0x0001, "OB", "\0\1", 2, false);
+    ex(b, 0x0002, 0x0002, "UI", "1.2.840.10008.5.1.4.1.1.7\0", 26, false);
+    ex(b, 0x0002, 0x0003, "UI", "1.2.3.4\0", 8, false);
     char padded[80] = {0};
     memcpy(padded, ts, strlen(ts));
     ex(b, 0x0002, 0x0010, "UI", padded, (uint32_t)tslen, false);
+    ex(b, 0x0002, 0x0012, "UI", "1.2.3.5\0", 8, false);
 }
 
 static mira_file *read_bytes(const bytes *b, mira_error **err)

@@ -198,8 +198,6 @@ DEVIATIONS = [
      b"1.\x1b$)A\xb5\xda\xd2\xbb\xd0\xd0\xce\xc4\xd7\xd6\xa1\xa3\r\n", "1.第一行文字。\r\n"),
     # ISO_IR 203 (ISO 8859-15) is a defined term pydicom does not know: it reads Latin-1, "¤".
     ("ISO_IR 203", ["ISO_IR 203"], "LO", b"\xa4", "€"),
-    # The default repertoire is ISO-IR 6 alone; pydicom reads 0x80-0xFF as Latin-1: "Jérôme".
-    ("default", [""], "PN", b"J\xe9r\xf4me", f"J{R}r{R}me"),
     # After '^' the first value's sets are active, and ISO-IR 6 has no G1: pydicom "ÀÛ³".
     ("reset", ["", "ISO 2022 IR 13"], "PN", b"ASCII+\x1b)I\xd4\xcf\xc0\xde^\xc0\xdb\xb3",
      f"ASCII+ﾔﾏﾀﾞ^{R}{R}{R}"),
