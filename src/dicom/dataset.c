@@ -598,6 +598,7 @@ mira_dataset *mira_element_add_item(mira_element *seq, mira_error **err)
     if (!item)
         return NULL;
     item->undefined_length = true;
+    item->parent = seq->ds; /* inherits the character set, as items read from files do */
     seq->items[seq->nitems++] = item;
     return item;
 }
@@ -653,7 +654,8 @@ bool mira_element_add_fragment(mira_element *e, const void *bytes, size_t len,
         e->nfrags = 1;
     }
     mira__fragment *slot = is_offset_table ? &e->frags[0] : &e->frags[e->nfrags++];
-    mira_free(slot->owned);
+    if (is_offset_table)
+        mira_free(slot->owned); /* a new slot past nfrags holds no old allocation */
     *slot = (mira__fragment){copy, len, copy};
     return true;
 }
