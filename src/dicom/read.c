@@ -393,8 +393,10 @@ static bool parse_dataset(reader *r, size_t *pos, size_t end, mira_dataset *ds, 
                     /* PS3.5 6.2.2: UN of undefined length holds implicit VR LE items */
                     ie = (enc){false, false};
                     el->implicit_items = true;
-                    el->vr = MIRA_VR_SQ;
                 }
+                /* whatever the VR said, an undefined length that parses as items is a
+                 * sequence, and is written back as one */
+                el->vr = MIRA_VR_SQ;
                 if (!parse_items(r, &p, end, end, el, ie, true, depth, err))
                     return false;
             } else {
@@ -420,6 +422,35 @@ static bool parse_dataset(reader *r, size_t *pos, size_t end, mira_dataset *ds, 
                     ie = (enc){false, false};
                     el->implicit_items = true;
                 }
+            }
+            if (vr_disk == MIRA_VR_UN) {
+                /* UN that the dictionary calls SQ: its items should be implicit VR LE. If they
+                 * do not parse, keep the bytes as UN rather than refuse the file. */
+                mira_error *tmp = NULL;
+                size_t q = p;
+                if (parse_items(r, &q, seq_end, seq_end, el, ie, false, depth, &tmp)) {
+                    p = q > seq_end ? q : seq_end;
+                    continue;
+                }
+                if (mira_error_get_code(tmp) == MIRA_ERR_NOMEM) {
+                    mira_error_free(tmp);
+                    mira_error_set(err, MIRA_ERR_NOMEM, NULL, "parsing a sequence");
+                    return false;
+                }
+                mira__file_warn(r->f, "offset %llu: UN element (%04X,%04X) is not a valid "
+                                      "implicit VR sequence (%s); kept as UN",
+                                (unsigned long long)(r->base + start), MIRA_TAG_GROUP(tag),
+                                MIRA_TAG_ELEMENT(tag), mira_error_get_message(tmp));
+                mira_error_free(tmp);
+                for (size_t k = 0; k < el->nitems; k++)
+                    mira_dataset_free(el->items[k]);
+                el->nitems = 0;
+                el->implicit_items = false;
+                el->vr = MIRA_VR_UN;
+                el->value = buf + p;
+                el->value_len = len;
+                p += len;
+                continue;
             }
             if (!parse_items(r, &p, seq_end, end, el, ie, false, depth, err))
                 return false;
