@@ -48,6 +48,7 @@ pass() { # side mode list
     local side=$1 mode=$2 l=$3 line
     case $side in
     mira) line=$("$build/bench/mira_read" "$mode" "$l") ;;
+    mapped) [ "$mode" = full ] || { echo "-"; return; }; line=$("$build/bench/mira_read" mapped "$l") ;;
     dcmtk) line=$("$build/bench/dcmtk_read" "$mode" "$l") ;;
     pydicom) line=$("$py" bench/pydicom_read.py "$mode" "$l") ;;
     raw) [ "$mode" = full ] || { echo "-"; return; }; line=$("$build/bench/raw_read" full "$l") ;;
@@ -70,7 +71,7 @@ median() { sort -g | awk '{v[NR]=$1} END{print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v
 rss() { sed -n 's/.*peak_rss_kb=\([0-9]*\).*/\1/p' <<<"$1"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.1f", a/b; else print "n/a" }'; }
 
-sides="mira dcmtk dcmdump pydicom raw"
+sides="mira mapped dcmtk dcmdump pydicom raw"
 declare -A rate
 for mode in header full; do
     echo "run_read: $mode pass: warm-up, then $REPS runs of each side"
@@ -120,6 +121,7 @@ report=$out_dir/read-$(date +%Y%m%d-%H%M%S).txt
     echo
     printf '%-26s %16s %16s\n' "files/s" "header-only" "full"
     printf '%-26s %16s %16s\n' "mira (libmira)" "${rate[mira.header]}" "${rate[mira.full]}"
+    printf '%-26s %16s %16s\n' "mira, zero-copy (mapped)" "${rate[mapped.header]}" "${rate[mapped.full]}"
     printf '%-26s %16s %16s\n' "DCMTK (libdcmtk program)" "${rate[dcmtk.header]}" "${rate[dcmtk.full]}"
     printf '%-26s %16s %16s\n' "DCMTK (dcmdump >/dev/null)" "${rate[dcmdump.header]}" "${rate[dcmdump.full]}"
     printf '%-26s %16s %16s\n' "pydicom dcmread" "${rate[pydicom.header]}" "${rate[pydicom.full]}"
@@ -130,6 +132,8 @@ report=$out_dir/read-$(date +%Y%m%d-%H%M%S).txt
         "$(ratio "${rate[mira.full]}" "${rate[pydicom.full]}")"
     printf '%-26s %15sx %15sx\n' "mira / DCMTK (faster)" "$(ratio "${rate[mira.header]}" "$dh")" \
         "$(ratio "${rate[mira.full]}" "$df")"
+    printf '%-26s %16s %15sx\n' "zero-copy / pydicom" "" "$(ratio "${rate[mapped.full]}" "${rate[pydicom.full]}")"
+    printf '%-26s %16s %15sx\n' "zero-copy / DCMTK" "" "$(ratio "${rate[mapped.full]}" "$df")"
     echo
     printf '%-26s %10s %10s %10s\n' "peak RSS KiB, header-only" "mira" "DCMTK" "pydicom"
     for part in quarter half all; do
@@ -140,7 +144,8 @@ report=$out_dir/read-$(date +%Y%m%d-%H%M%S).txt
     echo "goal mira/pydicom >= 10x:  header $(verdict "$(ratio "${rate[mira.header]}" "${rate[pydicom.header]}")" 10), full $(verdict "$(ratio "${rate[mira.full]}" "${rate[pydicom.full]}")" 10)"
     echo "goal mira/DCMTK >= 2x:     header $(verdict "$(ratio "${rate[mira.header]}" "$dh")" 2), full $(verdict "$(ratio "${rate[mira.full]}" "$df")" 2)"
     echo "goal flat header-only RSS: $flat (N files within 10% + 1 MiB of N/4 files)"
-    echo "a full read can be no faster than the ceiling: each file's bytes read once, parsing nothing"
+    echo "zero-copy full read:       vs pydicom $(verdict "$(ratio "${rate[mapped.full]}" "${rate[pydicom.full]}")" 10), vs DCMTK $(verdict "$(ratio "${rate[mapped.full]}" "$df")" 2)"
+    echo "a full read that consumes every byte can be no faster than the ceiling: each file's bytes read once, parsing nothing"
 } | tee "$report"
 cp "$work/runs.log" "${report%.txt}.runs.log"
 echo "run_read: report in ${report#"$root"/}"
