@@ -20,7 +20,7 @@ NUMBER_VRS = {"US", "SS", "UL", "SL", "UV", "SV", "FL", "FD"}
 
 def dcmdump_elements(path):
     """Flatten dcmdump's tree into {(item path..., tag): (vr, value text)}."""
-    proc = subprocess.run([DCMDUMP, "-q", "+L", "-Un", "+U8", "+E", str(path)],
+    proc = subprocess.run([DCMDUMP, "-q", "+L", "-Un", "+U8", str(path)],
                           capture_output=True, timeout=120)
     text = proc.stdout.decode("utf-8", errors="replace")
     out = {}
