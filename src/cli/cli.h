@@ -20,6 +20,8 @@ int mira_cli_transcode(int argc, char **argv);
 
 /* Print "mira SUB: message" to stderr for an error, and free it. */
 void mira_cli_report(const char *sub, mira_error *err);
+/* A transfer syntax UID from a short name (implicit, explicit, big, deflated); else s itself. */
+const char *mira_cli_ts_by_name(const char *s);
 /* True if argv[i] is -h or --help. */
 int mira_cli_is_help(const char *arg);
 

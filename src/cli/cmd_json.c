@@ -33,22 +33,6 @@ static void usage(FILE *out)
         "exit status: 0 success, 1 unreadable or invalid input, 2 wrong usage\n");
 }
 
-static const char *ts_by_name(const char *s)
-{
-    static const struct {
-        const char *name, *uid;
-    } names[] = {
-        {"implicit", MIRA_TS_IMPLICIT_LE},
-        {"explicit", MIRA_TS_EXPLICIT_LE},
-        {"big", MIRA_TS_EXPLICIT_BE},
-        {"deflated", MIRA_TS_DEFLATED_LE},
-    };
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strcmp(s, names[i].name) == 0)
-            return names[i].uid;
-    return s;
-}
-
 /* The whole of a file ("-": standard input) into memory; NULL with a message on failure. */
 static char *slurp(const char *path, size_t *len)
 {
@@ -186,7 +170,7 @@ int mira_cli_json(int argc, char **argv)
         } else if ((strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) && has_arg) {
             out = argv[++i];
         } else if ((strcmp(a, "-t") == 0 || strcmp(a, "--transfer-syntax") == 0) && has_arg) {
-            ts = ts_by_name(argv[++i]);
+            ts = mira_cli_ts_by_name(argv[++i]);
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "mira json: unknown option '%s' (or it lacks its argument)\n", a);
             usage(stderr);

@@ -18,22 +18,6 @@ static void usage(FILE *out)
             "exit status: 0 written, 1 unreadable input or unsupported conversion, 2 wrong usage\n");
 }
 
-static const char *ts_by_name(const char *s)
-{
-    static const struct {
-        const char *name, *uid;
-    } names[] = {
-        {"implicit", MIRA_TS_IMPLICIT_LE},
-        {"explicit", MIRA_TS_EXPLICIT_LE},
-        {"big", MIRA_TS_EXPLICIT_BE},
-        {"deflated", MIRA_TS_DEFLATED_LE},
-    };
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strcmp(s, names[i].name) == 0)
-            return names[i].uid;
-    return s;
-}
-
 int mira_cli_transcode(int argc, char **argv)
 {
     const char *in = NULL, *out = NULL, *ts = NULL;
@@ -46,7 +30,7 @@ int mira_cli_transcode(int argc, char **argv)
             out = argv[++i];
         } else if ((strcmp(a, "-t") == 0 || strcmp(a, "--transfer-syntax") == 0) &&
                    i + 1 < argc) {
-            ts = ts_by_name(argv[++i]);
+            ts = mira_cli_ts_by_name(argv[++i]);
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "mira transcode: unknown option '%s'\n", a);
             usage(stderr);

@@ -31,6 +31,22 @@ int mira_cli_is_help(const char *arg)
     return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
 }
 
+const char *mira_cli_ts_by_name(const char *s)
+{
+    static const struct {
+        const char *name, *uid;
+    } names[] = {
+        {"implicit", MIRA_TS_IMPLICIT_LE},
+        {"explicit", MIRA_TS_EXPLICIT_LE},
+        {"big", MIRA_TS_EXPLICIT_BE},
+        {"deflated", MIRA_TS_DEFLATED_LE},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(s, names[i].name) == 0)
+            return names[i].uid;
+    return s;
+}
+
 void mira_cli_report(const char *sub, mira_error *err)
 {
     fprintf(stderr, "mira %s: %s\n", sub, err ? mira_error_get_message(err) : "failed");

@@ -106,25 +106,14 @@ static bool parse_items(reader *r, size_t *pos, size_t end, size_t outer_end, mi
                         "(%04X,%04X)",
                         MIRA_TAG_GROUP(el->tag), MIRA_TAG_ELEMENT(el->tag), MIRA_TAG_GROUP(tag),
                         MIRA_TAG_ELEMENT(tag));
-        if (el->nitems == el->items_cap) {
-            size_t cap = el->items_cap ? el->items_cap * 2 : 4;
-            mira_dataset **n = mira_realloc(el->items, cap * sizeof *n);
-            if (!n) {
-                mira_error_set(err, MIRA_ERR_NOMEM, NULL, "growing a sequence");
-                return false;
-            }
-            el->items = n;
-            el->items_cap = cap;
-        }
-        mira_dataset *item = mira_dataset_new(err);
+        el->vr = MIRA_VR_SQ;
+        mira_dataset *item = mira_element_add_item(el, err);
         if (!item)
             return false;
-        item->parent = el->ds;
         item->big_endian = e.big_endian;
         item->explicit_vr = e.explicit_vr;
         item->offset = r->base + p;
         item->undefined_length = len == MIRA_UNDEFINED_LENGTH;
-        el->items[el->nitems++] = item;
         p += 8;
         if (len == MIRA_UNDEFINED_LENGTH) {
             if (!parse_dataset(r, &p, end, item, e, true, depth + 1, err))
