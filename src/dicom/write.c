@@ -334,6 +334,19 @@ bool mira_file_write_memory(const mira_file *f, const char *ts_uid, uint8_t **ou
                        ts);
         return false;
     }
+    if (f->ds->count && MIRA_TAG_GROUP(f->ds->elems[0].tag) <= 0x0002) {
+        /* Group 0002 belongs to the file meta; written in the data set it would be read back as
+         * meta. Only raw data sets read with a group 0002 inside can get here. */
+        for (size_t i = 0; i < f->ds->count && MIRA_TAG_GROUP(f->ds->elems[i].tag) <= 2; i++) {
+            if (MIRA_TAG_GROUP(f->ds->elems[i].tag) == 0x0002) {
+                mira_error_set(err, MIRA_ERR_INVALID, "File meta in data set",
+                               "the data set holds file meta element (0002,%04X); a Part 10 file "
+                               "cannot carry it outside the file meta information",
+                               MIRA_TAG_ELEMENT(f->ds->elems[i].tag));
+                return false;
+            }
+        }
+    }
     mira__buf b;
     mira__buf_init(&b);
     if (f->has_preamble) {
