@@ -276,7 +276,7 @@ int mira_cli_dump(int argc, char **argv)
     dump_opts o = {0};
     mira_read_options ro;
     mira_read_options_init(&ro);
-    int first = 0, nfiles = 0;
+    int nfiles = 0;
     char **files = argv + 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -304,7 +304,6 @@ int mira_cli_dump(int argc, char **argv)
             files[nfiles++] = argv[i];
         }
     }
-    (void)first;
     if (nfiles == 0) {
         fprintf(stderr, "mira dump: no file given\n");
         usage(stderr);

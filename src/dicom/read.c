@@ -291,11 +291,9 @@ static bool parse_dataset(reader *r, size_t *pos, size_t end, mira_dataset *ds, 
                 if (end - p < 12)
                     return fail(err, r->base + p, "truncated element header (%zu bytes left)",
                                 end - p);
+                /* an unknown VR is read with a 4-byte length, as UN (as DCMTK and pydicom) */
                 len = mira__rd32(buf + p + 8, be);
                 hdr = 12;
-                if (!known) {
-                    /* DCMTK and pydicom read unknown VRs with a 4-byte length, as UN */
-                }
             } else {
                 len = mira__rd16(buf + p + 6, be);
                 hdr = 8;
@@ -758,7 +756,6 @@ static mira_file *read_buffer(mira_file *f, const mira_read_options *opt, mira_e
     }
     f->ds->big_endian = e.big_endian;
     f->ds->explicit_vr = e.explicit_vr;
-    r.base = r.buf == f->data ? 0 : 0;
     if (!parse_dataset(&r, &pos, r.len, f->ds, e, false, 0, err))
         goto fail;
     return f;

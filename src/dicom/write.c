@@ -195,8 +195,7 @@ static bool write_dataset(writer *w, const mira_dataset *ds, enc e)
                 mira__buf_putc(b, '\0');
             continue;
         }
-        size_t at = put_header(b, el->tag, vr, (uint32_t)el->value_len, e);
-        (void)at;
+        put_header(b, el->tag, vr, (uint32_t)el->value_len, e);
         if (MIRA_TAG_ELEMENT(el->tag) == 0 && el->value_len == 4 && el->vr == MIRA_VR_UL) {
             /* a group length: its value is recomputed for the encoding being written */
             gl_at = b->len;
@@ -532,6 +531,5 @@ mira_file *mira_file_from_dataset(mira_dataset *ds, const char *ts_uid, mira_err
     }
     f->meta = meta;
     f->ds = ds;
-    ds->big_endian = ds->big_endian; /* values keep their order; the writer converts */
     return f;
 }
