@@ -283,51 +283,73 @@ char *mira_element_get_text(const mira_element *e, mira_error **err)
     return decode_text(e, NULL, err);
 }
 
+/* Locate value i of [text, text + len) split on backslashes (single-valued VRs: one value).
+ * False if there is no such value. */
+static bool find_value(const char *text, size_t len, mira_vr vr, size_t i, const char **start,
+                       const char **end)
+{
+    const char *p = text, *stop = text + len;
+    if (single_valued(vr)) {
+        *start = p;
+        *end = stop;
+        return i == 0;
+    }
+    for (size_t k = 0;; k++) {
+        const char *bs = memchr(p, '\\', (size_t)(stop - p));
+        if (k == i) {
+            *start = p;
+            *end = bs ? bs : stop;
+            return true;
+        }
+        if (!bs)
+            return false;
+        p = bs + 1;
+    }
+}
+
 char *mira_element_get_string(const mira_element *e, size_t i, mira_error **err)
 {
-    size_t len;
-    char *all = decode_text(e, &len, err);
-    if (!all)
-        return NULL;
     mira_vr vr = (mira_vr)e->vr;
-    const char *start = all, *end = all + len;
-    if (!single_valued(vr)) {
-        size_t k = 0;
-        const char *p = all;
-        start = NULL;
-        while (1) {
-            const char *bs = memchr(p, '\\', (size_t)(end - p));
-            if (k == i) {
-                start = p;
-                if (bs)
-                    end = bs;
-                break;
-            }
-            if (!bs)
-                break;
-            p = bs + 1;
-            k++;
-        }
-    } else if (i != 0) {
-        start = NULL;
-    }
-    if (!start) {
-        mira_error_set(err, MIRA_ERR_NOT_FOUND, "No such value",
-                       "element (%04X,%04X) has no value %zu", MIRA_TAG_GROUP(e->tag),
-                       MIRA_TAG_ELEMENT(e->tag), i);
-        mira_free(all);
-        return NULL;
+    const char *start, *end;
+    char *all = NULL;
+    if (mira_vr_is_string(vr) && !uses_charset(vr)) {
+        /* ASCII VRs (DS, IS, UI, CS...): split the raw bytes and decode only value i, so that
+         * reading every value of a long multi-valued element stays linear. */
+        size_t n = e->value_len;
+        const char *v = e->value ? (const char *)e->value : "";
+        while (n && (v[n - 1] == ' ' || v[n - 1] == 0))
+            n--;
+        if (!find_value(v, n, vr, i, &start, &end))
+            goto missing;
+    } else {
+        size_t len;
+        all = decode_text(e, &len, err);
+        if (!all)
+            return NULL;
+        if (!find_value(all, len, vr, i, &start, &end))
+            goto missing;
     }
     while (end > start && (end[-1] == ' ' || end[-1] == 0))
         end--;
     if (strip_leading(vr))
         while (start < end && *start == ' ')
             start++;
-    char *out = mira_strndup(start, (size_t)(end - start));
-    mira_free(all);
-    if (!out)
-        mira_error_set(err, MIRA_ERR_NOMEM, NULL, "copying a value");
+    char *out;
+    if (all) {
+        out = mira_strndup(start, (size_t)(end - start));
+        mira_free(all);
+        if (!out)
+            mira_error_set(err, MIRA_ERR_NOMEM, NULL, "copying a value");
+    } else {
+        out = mira__charset_decode("", vr, (const uint8_t *)start, (size_t)(end - start), NULL,
+                                   err);
+    }
     return out;
+missing:
+    mira_error_set(err, MIRA_ERR_NOT_FOUND, "No such value", "element (%04X,%04X) has no value %zu",
+                   MIRA_TAG_GROUP(e->tag), MIRA_TAG_ELEMENT(e->tag), i);
+    mira_free(all);
+    return NULL;
 }
 
 static bool binary_value(const mira_element *e, size_t i, uint64_t *bits, size_t *size,

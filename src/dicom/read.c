@@ -561,9 +561,7 @@ static bool parse_meta(reader *r, size_t *pos, mira_error **err)
                         mira__rd16(b + q, false), mira__rd16(b + q + 2, false), len);
         q += hdr + len;
     }
-    if (meta_end != end && meta_end != q)
-        mira__file_warn(r->f, "file meta group length says the group ends at %zu, it ends at %zu",
-                        meta_end, q);
+    /* a wrong (0002,0000) is reported by parse_dataset's group length check */
     meta_end = q;
     size_t mp = p;
     if (!parse_dataset(r, &mp, meta_end, r->f->meta, e, false, 0, err)) {
