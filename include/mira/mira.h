@@ -5,5 +5,7 @@
 #include "mira/core.h"
 #include "mira/json.h"
 #include "mira/dicom.h"
+#include "mira/pixel.h"
+#include "mira/image.h"
 
 #endif

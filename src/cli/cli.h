@@ -17,6 +17,9 @@ int mira_cli_dump(int argc, char **argv);
 int mira_cli_json(int argc, char **argv);
 int mira_cli_tag(int argc, char **argv);
 int mira_cli_transcode(int argc, char **argv);
+int mira_cli_pixels(int argc, char **argv);
+int mira_cli_render(int argc, char **argv);
+int mira_cli_convert(int argc, char **argv);
 
 /* Print "mira SUB: message" to stderr for an error, and free it. */
 void mira_cli_report(const char *sub, mira_error *err);

@@ -14,6 +14,9 @@ static const command commands[] = {
     {"dump", mira_cli_dump, "print the elements of DICOM files as a readable tree (or --json)"},
     {"json", mira_cli_json, "convert DICOM to the DICOM JSON model and back (PS3.18 F.2)"},
     {"transcode", mira_cli_transcode, "rewrite a file in another transfer syntax"},
+    {"pixels", mira_cli_pixels, "write decoded pixel values (stored values, little-endian)"},
+    {"render", mira_cli_render, "render a frame to PNG (modality LUT, window, presentation)"},
+    {"convert", mira_cli_convert, "build a volume from a series and write NIfTI"},
     {"tag", mira_cli_tag, "look up tags, keywords and UIDs in the data dictionary"},
 };
 
