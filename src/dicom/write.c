@@ -2,6 +2,7 @@
 #include "file_int.h"
 
 #include "core/buf.h"
+#include "core/fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -398,62 +399,13 @@ fail:
     return false;
 }
 
-static bool write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return false;
-        p += k;
-        n -= (size_t)k;
-    }
-    return true;
-}
-
 bool mira_file_write(const mira_file *f, const char *path, const char *ts_uid, mira_error **err)
 {
     uint8_t *data;
     size_t len;
     if (!mira_file_write_memory(f, ts_uid, &data, &len, err))
         return false;
-    size_t plen = strlen(path);
-    char *tmp = mira_malloc(plen + 16);
-    char *dir = mira_strdup(path);
-    if (!tmp || !dir) {
-        mira_free(tmp);
-        mira_free(dir);
-        mira_free(data);
-        mira_error_set(err, MIRA_ERR_NOMEM, NULL, "writing %s", path);
-        return false;
-    }
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    bool ok = fd >= 0;
-    if (ok)
-        (void)fchmod(fd, 0644); /* mkstemp makes 0600; archives are read by other users */
-    if (ok) {
-        ok = write_all(fd, data, len) && fsync(fd) == 0;
-        int saved = errno;
-        ok = close(fd) == 0 && ok;
-        errno = ok ? errno : saved;
-        ok = ok && rename(tmp, path) == 0;
-    }
-    if (!ok) {
-        mira_error_set(err, MIRA_ERR_IO, "Cannot write", "%s: %s", path, strerror(errno));
-        if (fd >= 0)
-            unlink(tmp);
-    } else {
-        /* make the rename itself durable */
-        int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-    }
-    mira_free(tmp);
-    mira_free(dir);
+    bool ok = mira__write_file_atomic(path, data, len, err);
     mira_free(data);
     return ok;
 }
