@@ -310,27 +310,19 @@ bool mira_file_write_memory(const mira_file *f, const char *ts_uid, uint8_t **ou
                        "cannot write transfer syntax %s", ts);
         return false;
     }
-    mira_ts_info src_info;
-    bool src_known = mira_ts_lookup(f->ts, &src_info);
-    if (has_encapsulated(f->ds) && strcmp(ts, f->ts) != 0) {
-        if (!info.encapsulated || !src_known || !src_info.encapsulated ||
-            strcmp(ts, "1.2.840.10008.1.2.1.98") == 0) {
-            mira_error_set(err, MIRA_ERR_UNSUPPORTED, "Needs a pixel codec",
-                           "the pixel data is compressed (%s); writing it as %s needs "
-                           "transcoding, which this build cannot do",
-                           f->ts, ts);
-            return false;
-        }
-        /* Some files carry encapsulated data under another encapsulated UID; refuse to
-         * relabel compressed pixel data as a different compression. */
-        mira_error_set(err, MIRA_ERR_UNSUPPORTED, "Needs a pixel codec",
-                       "cannot relabel pixel data compressed as %s as %s", f->ts, ts);
+    /* The pixel data is in the file's syntax, or in the one mira_file_transcode put it in. */
+    const char *pixel_ts = f->ds->pixel_ts ? f->ds->pixel_ts : f->ts;
+    if (has_encapsulated(f->ds) && strcmp(ts, pixel_ts) != 0) {
+        mira_error_set(err, MIRA_ERR_UNSUPPORTED, "Needs transcoding",
+                       "the pixel data is compressed (%s); writing it as %s needs transcoding "
+                       "first (mira_file_transcode)",
+                       pixel_ts, ts);
         return false;
     }
     if (info.encapsulated && !has_encapsulated(f->ds) && strcmp(ts, f->ts) != 0) {
-        mira_error_set(err, MIRA_ERR_UNSUPPORTED, "Needs a pixel codec",
-                       "writing native pixel data as %s needs an encoder, which this build "
-                       "cannot do",
+        mira_error_set(err, MIRA_ERR_UNSUPPORTED, "Needs transcoding",
+                       "writing native pixel data as %s needs encoding first "
+                       "(mira_file_transcode)",
                        ts);
         return false;
     }
