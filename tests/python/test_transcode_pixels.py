@@ -38,7 +38,7 @@ SOURCES = sources()
 
 
 def expected_after_decode(path, tmp_path):
-    ds, ref, _ = reference(path, tmp_path / "ref")
+    ds, ref, _ = reference(path, tmp_path)
     return ds, ref
 
 
