@@ -1,9 +1,9 @@
 /* NIfTI-1/NIfTI-2 reading and writing through Debian's nifti library, LPS <-> RAS geometry. */
 #include "mira/image.h"
 
+#include "core/fileio.h"
+
 #include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -269,10 +269,7 @@ bool mira_nifti_write(const mira_image *img, const char *path, bool nifti2, mira
 
     size_t plen = strlen(path);
     char *tmp = mira_malloc(plen + 16);
-    char *dir = mira_strdup(path);
-    if (!tmp || !dir) {
-        mira_free(tmp);
-        mira_free(dir);
+    if (!tmp) {
         mira_error_set(err, MIRA_ERR_NOMEM, NULL, "writing %s", path);
         return false;
     }
@@ -281,7 +278,6 @@ bool mira_nifti_write(const mira_image *img, const char *path, bool nifti2, mira
     if (fd < 0) {
         mira_error_set(err, MIRA_ERR_IO, "Cannot write", "%s: %s", path, strerror(errno));
         mira_free(tmp);
-        mira_free(dir);
         return false;
     }
     (void)fchmod(fd, 0644); /* mkstemp makes 0600 */
@@ -296,30 +292,23 @@ bool mira_nifti_write(const mira_image *img, const char *path, bool nifti2, mira
         }
     }
     static const uint8_t extender[4] = {0, 0, 0, 0}; /* no extensions */
+    errno = 0;
     sink_write(&s, &hdr, hdr_len);
     sink_write(&s, extender, sizeof extender);
     write_data(&s, img, planes);
-    int saved = errno;
     if (s.gz && gzclose(s.gz) != Z_OK)
         s.failed = true;
     bool ok = !s.failed && fsync(fd) == 0;
-    saved = ok ? errno : (errno ? errno : saved);
+    int saved = errno;
     ok = close(fd) == 0 && ok;
-    ok = ok && rename(tmp, path) == 0;
     if (!ok) {
-        int e = errno ? errno : saved;
         mira_error_set(err, MIRA_ERR_IO, "Cannot write", "%s: %s", path,
-                       e ? strerror(e) : "write failed");
+                       saved ? strerror(saved) : "write failed");
         unlink(tmp);
     } else {
-        int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
+        ok = mira__commit_file(tmp, path, err);
     }
     mira_free(tmp);
-    mira_free(dir);
     return ok;
 }
 
