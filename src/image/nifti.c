@@ -492,13 +492,17 @@ mira_image *mira_nifti_read(const char *path, mira_error **err)
                        "%s: %d vector components of colour voxels", path, planes);
         goto fail;
     }
-    img = mira_image_new(type, channels * planes, n[0], n[1], n[2], err);
-    if (!img) {
-        mira_error_prefix(err, "%s: ", path);
-        goto fail;
+    /* the size the header announces, checked against the file before allocating it */
+    size_t bytes = (size_t)nim->nbyper;
+    bool overflow = nim->nbyper <= 0 || nim->nvox < 0;
+    for (int a = 0; a < 3 && !overflow; a++) {
+        overflow = bytes > SIZE_MAX / n[a];
+        bytes *= n[a];
     }
-    size_t bytes = mira_image_bytes(img);
-    if ((size_t)nim->nbyper * (size_t)nim->nvox != bytes) {
+    overflow = overflow || bytes > SIZE_MAX / (size_t)planes;
+    if (!overflow)
+        bytes *= (size_t)planes;
+    if (overflow || (uint64_t)nim->nvox * (uint64_t)nim->nbyper != (uint64_t)bytes) {
         mira_error_set(err, MIRA_ERR_INVALID, "Bad NIfTI header",
                        "%s: %lld voxels of %d bytes disagree with the dimensions", path,
                        (long long)nim->nvox, nim->nbyper);
@@ -506,6 +510,17 @@ mira_image *mira_nifti_read(const char *path, mira_error **err)
     }
     if (!check_data_size(nim, path, bytes, err))
         goto fail;
+    img = mira_image_new(type, channels * planes, n[0], n[1], n[2], err);
+    if (!img) {
+        mira_error_prefix(err, "%s: ", path);
+        goto fail;
+    }
+    if (mira_image_bytes(img) != bytes) {
+        mira_error_set(err, MIRA_ERR_INVALID, "Bad NIfTI header",
+                       "%s: datatype %d has %d bytes per voxel", path, nim->datatype,
+                       nim->nbyper);
+        goto fail;
+    }
     fp = znzopen(nim->iname, "rb", nifti_is_gzfile(nim->iname));
     if (znz_isnull(fp)) {
         mira_error_set(err, MIRA_ERR_IO, "Cannot read", "%s: cannot open %s", path, nim->iname);
