@@ -460,6 +460,82 @@ static mira_image *apply_scaling(mira_image *img, double slope, double inter, mi
     return f;
 }
 
+static uint32_t swap32(uint32_t v)
+{
+    return (v >> 24) | ((v >> 8) & 0xFF00u) | ((v << 8) & 0xFF0000u) | (v << 24);
+}
+
+static uint16_t swap16(uint16_t v)
+{
+    return (uint16_t)((v >> 8) | (v << 8));
+}
+
+static uint64_t swap64(uint64_t v)
+{
+    return ((uint64_t)swap32((uint32_t)v) << 32) | swap32((uint32_t)(v >> 32));
+}
+
+/*
+ * The checks the nifti library makes while converting a header, made first: on these errors
+ * the library prints to stderr (whatever its debug level), and library code must not print.
+ * Reads the first bytes through zlib, which passes uncompressed files through.
+ */
+static bool precheck_header(const char *path, mira_error **err)
+{
+    uint8_t b[540];
+    gzFile g = gzopen(path, "rb");
+    if (!g) {
+        mira_error_set(err, MIRA_ERR_IO, "Cannot read", "%s: %s", path, strerror(errno));
+        return false;
+    }
+    int n = gzread(g, b, sizeof b);
+    gzclose(g);
+    uint32_t size;
+    memcpy(&size, b, 4);
+    bool v1 = n >= 348 && (size == 348 || swap32(size) == 348);
+    bool v2 = n >= 540 && (size == 540 || swap32(size) == 540);
+    if (!v1 && !v2) {
+        mira_error_set(err, MIRA_ERR_INVALID, "Not NIfTI",
+                       "%s: no NIfTI or ANALYZE header (sizeof_hdr is neither 348 nor 540, or "
+                       "the file is shorter)", path);
+        return false;
+    }
+    bool swapped = size != (v1 ? 348u : 540u);
+    int16_t datatype;
+    int64_t dim0, dim1;
+    if (v1) {
+        uint16_t d0, d1, dt;
+        memcpy(&d0, b + 40, 2);
+        memcpy(&d1, b + 42, 2);
+        memcpy(&dt, b + 70, 2);
+        dim0 = (int16_t)(swapped ? swap16(d0) : d0);
+        dim1 = (int16_t)(swapped ? swap16(d1) : d1);
+        datatype = (int16_t)(swapped ? swap16(dt) : dt);
+    } else {
+        uint64_t d0, d1;
+        uint16_t dt;
+        memcpy(&dt, b + 12, 2);
+        memcpy(&d0, b + 16, 8);
+        memcpy(&d1, b + 24, 8);
+        dim0 = (int64_t)(swapped ? swap64(d0) : d0);
+        dim1 = (int64_t)(swapped ? swap64(d1) : d1);
+        datatype = (int16_t)(swapped ? swap16(dt) : dt);
+    }
+    mira_pixel_type t;
+    int ch;
+    if (dim0 < 1 || dim0 > 7 || dim1 < 1) {
+        mira_error_set(err, MIRA_ERR_INVALID, "Bad NIfTI header", "%s: dim[0] is %lld, dim[1] "
+                       "%lld", path, (long long)dim0, (long long)dim1);
+        return false;
+    }
+    if (!pixel_type_of(datatype, &t, &ch)) {
+        mira_error_set(err, MIRA_ERR_UNSUPPORTED, "Unsupported NIfTI datatype",
+                       "%s: datatype %d has no mira pixel type", path, datatype);
+        return false;
+    }
+    return true;
+}
+
 mira_image *mira_nifti_read(const char *path, mira_error **err)
 {
     pthread_once(&quiet_once, make_quiet);
@@ -468,6 +544,8 @@ mira_image *mira_nifti_read(const char *path, mira_error **err)
         mira_error_set(err, MIRA_ERR_IO, "Cannot read", "%s: %s", path, strerror(errno));
         return NULL;
     }
+    if (!precheck_header(path, err))
+        return NULL;
     nifti_image *nim = nifti_image_read(path, 0);
     if (!nim) {
         mira_error_set(err, MIRA_ERR_INVALID, "Not NIfTI",

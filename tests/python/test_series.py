@@ -430,6 +430,9 @@ def test_mixed_orientation(work):
 
 
 def test_duplicates(work):
+    """A copy of a file is dropped with a warning (dcm2niix: "DUPLICATES REMOVED"); two
+    instances at one position are refused (dcm2niix stacks them with a zero gap and warns that
+    the interslice distance varies)."""
     stack = make_axial()
     stack.name = "dups"
     folder = work / "dups"
