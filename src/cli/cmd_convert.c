@@ -36,7 +36,7 @@ static void json_doubles(mira_json_writer *w, const char *key, const double *v, 
         mira_json_key(w, key);
     mira_json_begin_array(w);
     for (size_t i = 0; i < n; i++)
-        mira_json_double(w, v[i]);
+        mira_json_double(w, v[i] + 0.0); /* no "-0" */
     mira_json_end_array(w);
 }
 

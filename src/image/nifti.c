@@ -56,13 +56,22 @@ static nifti_dmat44 affine_ras(const mira_image *img)
     return m;
 }
 
-/* Geometry of img from a RAS affine; false if a column is zero or not finite. */
+/* Geometry of img from a RAS affine; false if a column is zero or not finite (except the
+ * slice column of a single-slice image, which takes the normal of the other two). */
 static bool set_geometry(mira_image *img, const nifti_dmat44 *m, mira_error **err,
                          const char *path, const char *which)
 {
     for (int a = 0; a < 3; a++) {
         double n = sqrt(m->m[0][a] * m->m[0][a] + m->m[1][a] * m->m[1][a] +
                         m->m[2][a] * m->m[2][a]);
+        if (a == 2 && img->size[2] == 1 && !(n > 0.0) && isfinite(n)) {
+            const double *d = img->direction;
+            img->direction[2] = d[3] * d[7] - d[6] * d[4];
+            img->direction[5] = d[6] * d[1] - d[0] * d[7];
+            img->direction[8] = d[0] * d[4] - d[3] * d[1];
+            img->spacing[2] = 1.0;
+            continue;
+        }
         if (!(n > 0.0) || !isfinite(n)) {
             mira_error_set(err, MIRA_ERR_INVALID, "Bad NIfTI geometry",
                            "%s: column %d of the %s matrix is zero or not finite", path, a,

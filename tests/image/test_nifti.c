@@ -347,6 +347,32 @@ static void expect_read_error(const char *path, mira_error_code code)
     mira_image_free(img);
 }
 
+/* A single-slice image whose sform has no slice column: the normal of the other two. */
+TEST(single_slice_without_slice_column)
+{
+    nifti_1_header h = good_header();
+    h.dim[3] = 1;
+    h.sform_code = NIFTI_XFORM_SCANNER_ANAT;
+    float sx[4] = {-2, 0, 0, 5}, sy[4] = {0, -3, 0, 6}, sz[4] = {0, 0, 0, 7};
+    memcpy(h.srow_x, sx, sizeof sx);
+    memcpy(h.srow_y, sy, sizeof sy);
+    memcpy(h.srow_z, sz, sizeof sz);
+    write_header_file("flat2d.nii", &h, 32);
+    mira_error *err = NULL;
+    mira_image *img = mira_nifti_read(tmp_path("flat2d.nii"), &err);
+    CHECK(img != NULL);
+    if (!img) {
+        fprintf(stderr, "%s\n", mira_error_get_message(err));
+        mira_error_free(err);
+        return;
+    }
+    /* LPS columns (1, 0, 0) and (0, 1, 0): normal (0, 0, 1) */
+    CHECK(img->direction[0] == 1 && img->direction[4] == 1 && img->direction[8] == 1);
+    CHECK(img->spacing[0] == 2 && img->spacing[1] == 3 && img->spacing[2] == 1);
+    CHECK(img->origin[0] == -5 && img->origin[1] == -6 && img->origin[2] == 7);
+    mira_image_free(img);
+}
+
 TEST(bad_files)
 {
     expect_read_error(tmp_path("does-not-exist.nii"), MIRA_ERR_IO);

@@ -500,6 +500,11 @@ def test_pydicom_mr_folder_of_three_series(work):
     # the one-image series: matches one of dcm2niix's outputs
     out = work / "mr2-481.nii"
     mira_convert([folder], out, "--series", "1.3.6.1.4.1.5962.1.1.0.0.0.1196533885.18148.0.481")
+    # the same from the files of the folder given one by one
+    out_files = work / "mr2-481-files.nii"
+    mira_convert(sorted(folder.iterdir()), out_files, "--series",
+                 "1.3.6.1.4.1.5962.1.1.0.0.0.1196533885.18148.0.481")
+    assert_same_world(out_files, out)
     refs, _ = dcm2niix(folder, work / "mr2-ref")
     a, aa = canonical(out)
     matches = []
