@@ -32,6 +32,7 @@
 #define TAG_PIXEL_SPACING MIRA_TAG(0x0028, 0x0030)
 #define TAG_PIXEL_MEASURES_SEQ MIRA_TAG(0x0028, 0x9110)
 #define TAG_PER_FRAME_FG MIRA_TAG(0x5200, 0x9230)
+#define TAG_GRID_FRAME_OFFSETS MIRA_TAG(0x3004, 0x000C)
 #define TAG_MEDIA_SOP_CLASS MIRA_TAG(0x0002, 0x0002)
 
 #define DICOMDIR_SOP_CLASS "1.2.840.10008.1.3.10"
@@ -279,7 +280,8 @@ typedef struct file_info {
     char *sop_uid;
     int64_t instance;
     mira_pixel_desc desc;
-    bool enhanced; /* per-frame functional groups */
+    bool enhanced;      /* per-frame functional groups */
+    bool frame_offsets; /* classic multi-frame with Grid Frame Offset Vector */
     bool duplicate;
     double thickness, spacing_between, gantry_tilt; /* 0 if absent */
     frame_info *fr; /* desc.frames entries */
@@ -376,9 +378,27 @@ static bool read_info(const char *path, file_info *fi, bool *is_image, mira_erro
         fr->has_ps = frame_numbers(ds, k, TAG_PIXEL_MEASURES_SEQ, TAG_PIXEL_SPACING, fr->ps, 2) &&
                      fr->ps[0] > 0 && fr->ps[1] > 0;
     }
-    if (!fi->enhanced && fi->desc.frames > 1)
-        for (uint32_t k = 1; k < fi->desc.frames; k++)
-            fi->fr[k].has_ipp = false; /* one position for a whole classic stack */
+    if (ok && !fi->enhanced && fi->desc.frames > 1) {
+        /* RT Dose: Grid Frame Offset Vector gives each frame's offset along the normal from
+         * the first (relative when its first value is 0, else z coordinates, PS3.3
+         * C.8.8.3.2); otherwise one position for a whole classic stack */
+        mira_element *gf = mira_dataset_get(ds, TAG_GRID_FRAME_OFFSETS);
+        const frame_info *f0 = &fi->fr[0];
+        bool offsets = gf && f0->has_ipp && f0->has_iop &&
+                       mira_element_vm(gf) >= fi->desc.frames;
+        double first = 0, nrm[3];
+        cross3(f0->iop, f0->iop + 3, nrm);
+        double nn = norm3(nrm);
+        offsets = offsets && nn > 1e-6 && mira_element_get_double(gf, 0, &first, NULL);
+        for (uint32_t k = 1; k < fi->desc.frames; k++) {
+            double off;
+            frame_info *fr = &fi->fr[k];
+            fr->has_ipp = offsets && mira_element_get_double(gf, k, &off, NULL) && isfinite(off);
+            for (int a = 0; fr->has_ipp && a < 3; a++)
+                fr->ipp[a] = f0->ipp[a] + (off - first) * nrm[a] / nn;
+        }
+        fi->frame_offsets = offsets;
+    }
     mira_file_free(f);
     if (!ok) {
         mira_error_prefix(err, "%s: ", path);
@@ -774,7 +794,7 @@ static mira_image *build_volume(file_info *files, size_t nfiles, const mira_seri
                            fi->desc.bits_allocated, mira_photometric_name(fi->desc.photometric));
             return NULL;
         }
-        if (fi->desc.frames > 1 && !fi->enhanced)
+        if (fi->desc.frames > 1 && !fi->enhanced && !fi->frame_offsets)
             classic_stack = true;
         nslices += fi->desc.frames;
     }

@@ -531,3 +531,27 @@ def test_usage_and_input_errors(work):
     proc = run_mira("convert", str(empty), "-o", str(work / "x.nii"), check=False)
     assert proc.returncode == 1 and b"no DICOM images" in proc.stderr
     assert not (work / "x.nii").exists()
+
+
+def test_rt_dose_grid_frame_offsets(work):
+    """pydicom's rtdose.dcm: a classic multi-frame RT Dose whose frames are placed by Grid Frame
+    Offset Vector (3004,000C). dcm2niix (1.0.20220720) does not read it ("Unable to determine
+    slice direction") and writes a 1 mm slice spacing; its voxels are the same as mira's."""
+    path = TEST_FILES / "rtdose.dcm"
+    ds = pydicom.dcmread(path)
+    offsets = [float(v) for v in ds.GridFrameOffsetVector]
+    folder = work / "rtdose"
+    folder.mkdir()
+    shutil.copy(path, folder)
+    refs, log = dcm2niix(folder, work / "rtdose-ref")
+    assert len(refs) == 1, log
+    out = work / "rtdose.nii"
+    _, rep, stderr = mira_convert([path], out)
+    assert rep["multiframe"] and not rep["warnings"]
+    assert rep["spacing"][2] == pytest.approx(float(np.median(np.diff(offsets))), abs=1e-6)
+    a, aa = canonical(out)
+    b, ba = canonical(refs[0])
+    assert np.array_equal(a, b)
+    np.testing.assert_allclose(aa[:, [0, 1, 3]], ba[:, [0, 1, 3]], atol=TOL)
+    data = np.asarray(nib.load(str(out)).dataobj)
+    assert np.array_equal(data.transpose(2, 1, 0), ds.pixel_array)
