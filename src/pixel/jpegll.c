@@ -143,6 +143,8 @@ static bool huff_build(huff *h, const uint8_t *counts, const uint8_t *vals, unsi
         h->valoff[l] = (int32_t)k - (int32_t)code;
         h->maxcode[l] = n ? (int32_t)(code + n - 1) : -1;
         for (unsigned i = 0; i < n; i++, k++, code++) {
+            if (code >= (1u << l))
+                return false; /* more codes than the length allows */
             if (l > LOOKAHEAD)
                 continue;
             unsigned s = vals[k];
@@ -166,7 +168,7 @@ static bool huff_build(huff *h, const uint8_t *counts, const uint8_t *vals, unsi
             }
         }
         if (code >= (1u << l))
-            return false; /* more codes than the length allows */
+            return false; /* the all-ones code is reserved (T.81 C.2; libjpeg's check) */
         code <<= 1;
     }
     h->defined = true;
