@@ -111,6 +111,11 @@ MIRA_API bool mira_pixels_decode_all(mira_pixels *px, void *out, size_t out_len,
  * Frames are encoded in parallel with up to `threads` threads (0: one per core). */
 MIRA_API bool mira_pixels_transcode(mira_dataset *ds, const char *src_ts, const char *dst_ts,
                                     int threads, mira_error **err);
+/* Prepare a file to be written in ts_uid: re-encodes its pixel data when ts_uid needs another
+ * encoding than the one the pixel data is in (a no-op otherwise, and for files without pixel
+ * data). Then mira_file_write(f, path, ts_uid) writes it. */
+MIRA_API bool mira_file_transcode(mira_file *f, const char *ts_uid, int threads,
+                                  mira_error **err);
 /* True if mira can decode / encode pixel data in this transfer syntax. */
 MIRA_API bool mira_pixels_can_decode(const char *ts_uid);
 MIRA_API bool mira_pixels_can_encode(const char *ts_uid);

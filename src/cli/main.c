@@ -43,6 +43,9 @@ const char *mira_cli_ts_by_name(const char *s)
         {"explicit", MIRA_TS_EXPLICIT_LE},
         {"big", MIRA_TS_EXPLICIT_BE},
         {"deflated", MIRA_TS_DEFLATED_LE},
+        {"rle", MIRA_TS_RLE},
+        {"jpegls", MIRA_TS_JPEGLS_LOSSLESS},
+        {"j2k", MIRA_TS_J2K_LOSSLESS},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(s, names[i].name) == 0)

@@ -42,7 +42,18 @@ void mira_dataset_free(mira_dataset *ds)
         mira__element_cleanup(&ds->elems[i]);
     mira_free(ds->elems);
     mira_free(ds->charset);
+    mira_free(ds->pixel_ts);
     mira_free(ds);
+}
+
+bool mira__dataset_set_pixel_ts(mira_dataset *ds, const char *ts)
+{
+    char *copy = ts ? mira_strdup(ts) : NULL;
+    if (ts && !copy)
+        return false;
+    mira_free(ds->pixel_ts);
+    ds->pixel_ts = copy;
+    return true;
 }
 
 mira_element *mira__dataset_append(mira_dataset *ds, mira_tag tag, mira_error **err)

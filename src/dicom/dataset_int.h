@@ -41,12 +41,15 @@ struct mira_dataset {
     bool explicit_vr;
     bool undefined_length; /* as an item */
     uint64_t offset;       /* as an item: offset of its item tag */
+    char *pixel_ts;        /* set by pixel transcoding: the syntax Pixel Data is now in */
 };
 
 /* Append an element (the reader appends in file order; out-of-order tags are sorted after). */
 mira_element *mira__dataset_append(mira_dataset *ds, mira_tag tag, mira_error **err);
 /* Sort elements by tag if needed (stable: keeps the first of duplicates first). */
 void mira__dataset_sort(mira_dataset *ds);
+/* Record the transfer syntax the Pixel Data is encoded in after transcoding (copied). */
+bool mira__dataset_set_pixel_ts(mira_dataset *ds, const char *ts);
 /* Release the resources of an element (not the element slot itself). */
 void mira__element_cleanup(mira_element *e);
 /* Set the cached charset of a data set from the raw bytes of (0008,0005). */

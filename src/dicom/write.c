@@ -2,6 +2,7 @@
 #include "file_int.h"
 
 #include "core/buf.h"
+#include "core/fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -309,27 +310,19 @@ bool mira_file_write_memory(const mira_file *f, const char *ts_uid, uint8_t **ou
                        "cannot write transfer syntax %s", ts);
         return false;
     }
-    mira_ts_info src_info;
-    bool src_known = mira_ts_lookup(f->ts, &src_info);
-    if (has_encapsulated(f->ds) && strcmp(ts, f->ts) != 0) {
-        if (!info.encapsulated || !src_known || !src_info.encapsulated ||
-            strcmp(ts, "1.2.840.10008.1.2.1.98") == 0) {
-            mira_error_set(err, MIRA_ERR_UNSUPPORTED, "Needs a pixel codec",
-                           "the pixel data is compressed (%s); writing it as %s needs "
-                           "transcoding, which this build cannot do",
-                           f->ts, ts);
-            return false;
-        }
-        /* Some files carry encapsulated data under another encapsulated UID; refuse to
-         * relabel compressed pixel data as a different compression. */
-        mira_error_set(err, MIRA_ERR_UNSUPPORTED, "Needs a pixel codec",
-                       "cannot relabel pixel data compressed as %s as %s", f->ts, ts);
+    /* The pixel data is in the file's syntax, or in the one mira_file_transcode put it in. */
+    const char *pixel_ts = f->ds->pixel_ts ? f->ds->pixel_ts : f->ts;
+    if (has_encapsulated(f->ds) && strcmp(ts, pixel_ts) != 0) {
+        mira_error_set(err, MIRA_ERR_UNSUPPORTED, "Needs transcoding",
+                       "the pixel data is compressed (%s); writing it as %s needs transcoding "
+                       "first (mira_file_transcode)",
+                       pixel_ts, ts);
         return false;
     }
     if (info.encapsulated && !has_encapsulated(f->ds) && strcmp(ts, f->ts) != 0) {
-        mira_error_set(err, MIRA_ERR_UNSUPPORTED, "Needs a pixel codec",
-                       "writing native pixel data as %s needs an encoder, which this build "
-                       "cannot do",
+        mira_error_set(err, MIRA_ERR_UNSUPPORTED, "Needs transcoding",
+                       "writing native pixel data as %s needs encoding first "
+                       "(mira_file_transcode)",
                        ts);
         return false;
     }
@@ -398,62 +391,13 @@ fail:
     return false;
 }
 
-static bool write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return false;
-        p += k;
-        n -= (size_t)k;
-    }
-    return true;
-}
-
 bool mira_file_write(const mira_file *f, const char *path, const char *ts_uid, mira_error **err)
 {
     uint8_t *data;
     size_t len;
     if (!mira_file_write_memory(f, ts_uid, &data, &len, err))
         return false;
-    size_t plen = strlen(path);
-    char *tmp = mira_malloc(plen + 16);
-    char *dir = mira_strdup(path);
-    if (!tmp || !dir) {
-        mira_free(tmp);
-        mira_free(dir);
-        mira_free(data);
-        mira_error_set(err, MIRA_ERR_NOMEM, NULL, "writing %s", path);
-        return false;
-    }
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    bool ok = fd >= 0;
-    if (ok)
-        (void)fchmod(fd, 0644); /* mkstemp makes 0600; archives are read by other users */
-    if (ok) {
-        ok = write_all(fd, data, len) && fsync(fd) == 0;
-        int saved = errno;
-        ok = close(fd) == 0 && ok;
-        errno = ok ? errno : saved;
-        ok = ok && rename(tmp, path) == 0;
-    }
-    if (!ok) {
-        mira_error_set(err, MIRA_ERR_IO, "Cannot write", "%s: %s", path, strerror(errno));
-        if (fd >= 0)
-            unlink(tmp);
-    } else {
-        /* make the rename itself durable */
-        int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-    }
-    mira_free(tmp);
-    mira_free(dir);
+    bool ok = mira__write_file_atomic(path, data, len, err);
     mira_free(data);
     return ok;
 }
