@@ -75,11 +75,6 @@ static unsigned rd16be(const uint8_t *p)
     return (unsigned)p[0] << 8 | p[1];
 }
 
-static size_t sample_bytes(const mira_pixel_desc *d)
-{
-    return d->bits_allocated <= 8 ? 1 : (size_t)d->bits_allocated / 8;
-}
-
 static bool fail(mira_error **err, mira_error_code code, size_t off, const char *fmt, va_list ap)
 {
     char msg[200];
@@ -158,8 +153,9 @@ static bool huff_build(huff *h, const uint8_t *counts, const uint8_t *vals, unsi
                     e = (uint32_t)l | (uint32_t)(65536 + 32768) << 9;
                 } else if (s < 16 && l + s <= LOOKAHEAD) {
                     uint32_t extra = (j >> (shift - s)) & ((1u << s) - 1);
-                    int32_t diff = extra < (1u << (s - 1)) ? (int32_t)extra - (int32_t)((1u << s) - 1)
-                                                           : (int32_t)extra;
+                    int32_t diff = extra < (1u << (s - 1))
+                                       ? (int32_t)extra - (int32_t)((1u << s) - 1)
+                                       : (int32_t)extra;
                     e = (uint32_t)(l + s) | (uint32_t)(diff + 65536) << 9;
                 } else {
                     e = (uint32_t)l | FAST_SLOW | (uint32_t)s << 9;
@@ -298,9 +294,15 @@ decode_row(bitreader *restrict brp, const huff *const *tbl, unsigned ns, unsigne
             int ra = cur[k - ns], rb, rc, pred;
             switch (psv) {
             case 0:
-            case 1: pred = ra; break;
-            case 2: pred = prev[k]; break;
-            case 3: pred = prev[k - ns]; break;
+            case 1:
+                pred = ra;
+                break;
+            case 2:
+                pred = prev[k];
+                break;
+            case 3:
+                pred = prev[k - ns];
+                break;
             case 4:
                 rb = prev[k], rc = prev[k - ns];
                 pred = ra + rb - rc;
@@ -344,7 +346,8 @@ static void decode_row_any(bitreader *br, const huff *const *tbl, unsigned ns, u
         ROW_CASE(5)
         ROW_CASE(6)
         ROW_CASE(7)
-    default: break;
+    default:
+        break;
     }
 }
 
@@ -401,7 +404,8 @@ static bool parse_sof3(decoder *dc, const uint8_t *p, unsigned L, size_t off, mi
     if (Y != d->rows)
         return bad(err, off, "SOF3 says %u rows, the data set says %u", Y, d->rows);
     if (Nf != d->samples)
-        return bad(err, off, "SOF3 has %u components, the data set says %u samples per pixel", Nf, d->samples);
+        return bad(err, off, "SOF3 has %u components, the data set says %u samples per pixel", Nf,
+                   d->samples);
     if (P > d->bits_allocated)
         return bad(err, off, "SOF3 precision %u exceeds Bits Allocated %u", P, d->bits_allocated);
     unsigned hmax = 0, vmax = 0;
@@ -431,8 +435,10 @@ static bool parse_sof3(decoder *dc, const uint8_t *p, unsigned L, size_t off, mi
     dc->have_frame = true;
     dc->rows = mira_malloc((size_t)X * 4 * 2 * sizeof *dc->rows);
     if (!dc->rows) {
-        mira_error_set(err, MIRA_ERR_NOMEM, "out of memory", "JPEG Lossless row buffers of %u "
-                       "columns", X);
+        mira_error_set(err, MIRA_ERR_NOMEM, "out of memory",
+                       "JPEG Lossless row buffers of %u "
+                       "columns",
+                       X);
         return false;
     }
     return true;
@@ -443,7 +449,8 @@ static bool parse_dht(decoder *dc, const uint8_t *p, unsigned L, size_t off, mir
     unsigned i = 0;
     while (i < L) {
         if (L - i < 17)
-            return bad(err, off, "DHT segment ends inside a table header (%u bytes left, 17 needed)", L - i);
+            return bad(err, off,
+                       "DHT segment ends inside a table header (%u bytes left, 17 needed)", L - i);
         unsigned tc = p[i] >> 4, th = p[i] & 15;
         if (tc != 0)
             return unsup(err, off, "DHT AC table (class %u) in a lossless stream", tc);
@@ -453,7 +460,8 @@ static bool parse_dht(decoder *dc, const uint8_t *p, unsigned L, size_t off, mir
         for (unsigned k = 0; k < 16; k++)
             total += p[i + 1 + k];
         if (total > 256 || L - i - 17 < total)
-            return bad(err, off, "DHT table declares %u codes, %u bytes are left", total, L - i - 17);
+            return bad(err, off, "DHT table declares %u codes, %u bytes are left", total,
+                       L - i - 17);
         if (!huff_build(&dc->tables[th], p + i + 1, p + i + 17, total))
             return bad(err, off, "DHT table %u has more codes than its lengths allow", th);
         i += 17 + total;
@@ -502,7 +510,8 @@ static bool decode_scan(decoder *dc, const uint8_t *p, unsigned L, size_t off, s
         if (td > 3 || !dc->tables[td].defined)
             return bad(err, off, "SOS component %u uses undefined Huffman table %u", id, td);
         if (ns > 1 && (dc->comp[k].h != 1 || dc->comp[k].v != 1))
-            return unsup(err, off, "interleaved scan of component %u with sampling factors %ux%u", id, dc->comp[k].h, dc->comp[k].v);
+            return unsup(err, off, "interleaved scan of component %u with sampling factors %ux%u",
+                         id, dc->comp[k].h, dc->comp[k].v);
         cidx[i] = k;
         tbl[i] = &dc->tables[td];
     }
@@ -510,11 +519,13 @@ static bool decode_scan(decoder *dc, const uint8_t *p, unsigned L, size_t off, s
     if (psv < 1 || psv > 7)
         return bad(err, off, "SOS predictor selection value %u is outside 1..7", psv);
     if (pt >= dc->precision)
-        return bad(err, off, "SOS point transform %u is not below the precision %u", pt, dc->precision);
+        return bad(err, off, "SOS point transform %u is not below the precision %u", pt,
+                   dc->precision);
     unsigned rows_per_interval = dc->height;
     if (dc->restart) {
         if (dc->restart % dc->width != 0)
-            return unsup(err, off, "restart interval of %u MCUs, not a whole number of rows", dc->restart);
+            return unsup(err, off, "restart interval of %u MCUs, not a whole number of rows",
+                         dc->restart);
         rows_per_interval = dc->restart / dc->width;
     }
     int init = 1 << (dc->precision - pt - 1);
@@ -532,7 +543,8 @@ static bool decode_scan(decoder *dc, const uint8_t *p, unsigned L, size_t off, s
         }
         decode_row_any(&br, tbl, ns, dc->width, first ? 0 : (int)psv, init, prev, cur);
         if (br.bad)
-            return bad(err, br.pos, "invalid Huffman code in row %u of scan at %u", y, (unsigned)off);
+            return bad(err, br.pos, "invalid Huffman code in row %u of scan at %u", y,
+                       (unsigned)off);
         if (br.pad > br.nbits)
             return bad(err, br.pos, "the scan's data ends in row %u of %u", y, dc->height);
         store_row(dc, y, ns, cidx, cur, pt);
@@ -636,15 +648,14 @@ static bool jpegll_decode(const uint8_t *src, size_t len, const mira_pixel_desc 
                           size_t dst_len, mira_photometric *photometric, mira_error **err)
 {
     (void)photometric; /* the colour space is whatever was encoded (no transform) */
-    size_t sb = sample_bytes(d);
+    size_t sb = mira_pixel_sample_bytes(d);
     size_t need = (size_t)d->rows * d->columns;
     if (d->rows == 0 || d->columns == 0 || d->samples < 1 || d->samples > 4 ||
         need / d->rows != d->columns || need > SIZE_MAX / d->samples / sb ||
         need * d->samples * sb != dst_len) {
         mira_error_set(err, MIRA_ERR_ARGUMENT, "wrong JPEG Lossless frame buffer",
-                       "a frame buffer of %zu bytes for %u x %u x %u samples of %zu bytes",
-                       dst_len, (unsigned)d->rows, (unsigned)d->columns, (unsigned)d->samples,
-                       sb);
+                       "a frame buffer of %zu bytes for %u x %u x %u samples of %zu bytes", dst_len,
+                       (unsigned)d->rows, (unsigned)d->columns, (unsigned)d->samples, sb);
         return false;
     }
     decoder *dc = mira_calloc(1, sizeof *dc);

@@ -32,13 +32,6 @@ static uint32_t rd32le(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* Bytes per decoded sample (mira_pixel_sample_bytes' rule, kept here so that the codec does
- * not depend on the pixel module). */
-static size_t sample_bytes(const mira_pixel_desc *d)
-{
-    return d->bits_allocated <= 8 ? 1 : (size_t)d->bits_allocated / 8;
-}
-
 /* Check the parts of d that both directions need; *npix receives rows * columns and
  * *nseg the number of segments. */
 static bool check_desc(const mira_pixel_desc *d, size_t len, size_t *npix, unsigned *nseg,
@@ -53,11 +46,11 @@ static bool check_desc(const mira_pixel_desc *d, size_t len, size_t *npix, unsig
     }
     if (d->samples < 1 || d->rows == 0 || d->columns == 0) {
         mira_error_set(err, MIRA_ERR_INVALID, "invalid RLE image",
-                       "RLE %s: %u rows, %u columns, %u samples per pixel", what,
-                       (unsigned)d->rows, (unsigned)d->columns, (unsigned)d->samples);
+                       "RLE %s: %u rows, %u columns, %u samples per pixel", what, (unsigned)d->rows,
+                       (unsigned)d->columns, (unsigned)d->samples);
         return false;
     }
-    size_t sb = sample_bytes(d);
+    size_t sb = mira_pixel_sample_bytes(d);
     unsigned n = (unsigned)(d->samples * sb);
     if (n > RLE_MAX_SEGMENTS) {
         mira_error_set(err, MIRA_ERR_UNSUPPORTED, "unsupported RLE image",
@@ -82,8 +75,7 @@ static bool check_desc(const mira_pixel_desc *d, size_t len, size_t *npix, unsig
 
 /* PackBits-decode src[0..len) into every `stride`-th byte of dst until n bytes are out.
  * Returns the number of bytes produced (< n if the segment ends early). */
-static size_t unpack_segment(const uint8_t *src, size_t len, uint8_t *dst, size_t stride,
-                             size_t n)
+static size_t unpack_segment(const uint8_t *src, size_t len, uint8_t *dst, size_t stride, size_t n)
 {
     size_t pos = 0, out = 0;
     while (out < n && pos < len) {
@@ -155,7 +147,7 @@ static bool rle_decode(const uint8_t *src, size_t len, const mira_pixel_desc *d,
         }
     }
     off[nseg] = len;
-    size_t sb = sample_bytes(d);
+    size_t sb = mira_pixel_sample_bytes(d);
     size_t stride = (size_t)d->samples * sb;
     for (unsigned i = 0; i < nseg; i++) {
         unsigned sample = i / (unsigned)sb, byte = i % (unsigned)sb;
@@ -223,7 +215,7 @@ static bool rle_encode(const uint8_t *src, size_t len, const mira_pixel_desc *d,
         return false;
     if (photometric)
         *photometric = d->photometric;
-    size_t sb = sample_bytes(d);
+    size_t sb = mira_pixel_sample_bytes(d);
     size_t stride = (size_t)d->samples * sb;
     size_t base = out->len;
     uint8_t header[RLE_HEADER] = {0};

@@ -108,22 +108,29 @@ typedef struct params {
     unsigned width, height, ncomp, precision, pt, psv;
     unsigned restart_rows; /* 0: no restart intervals */
     bool interleaved;
-    bool two_tables;   /* component 1 uses table 1 */
-    bool extras;       /* APPn, COM, fill bytes, junk after EOI */
-    bool dnl;          /* height 0 in SOF3 and a DNL segment */
+    bool two_tables; /* component 1 uses table 1 */
+    bool extras;     /* APPn, COM, fill bytes, junk after EOI */
+    bool dnl;        /* height 0 in SOF3 and a DNL segment */
     bool no_eoi;
 } params;
 
 static int predict(unsigned psv, int ra, int rb, int rc)
 {
     switch (psv) {
-    case 1: return ra;
-    case 2: return rb;
-    case 3: return rc;
-    case 4: return ra + rb - rc;
-    case 5: return ra + ((rb - rc) >> 1);
-    case 6: return rb + ((ra - rc) >> 1);
-    default: return (ra + rb) >> 1;
+    case 1:
+        return ra;
+    case 2:
+        return rb;
+    case 3:
+        return rc;
+    case 4:
+        return ra + rb - rc;
+    case 5:
+        return ra + ((rb - rc) >> 1);
+    case 6:
+        return rb + ((ra - rc) >> 1);
+    default:
+        return (ra + rb) >> 1;
     }
 }
 
@@ -216,7 +223,7 @@ static jw encode(const params *p, const uint16_t *img)
             }
             for (unsigned x = 0; x < p->width; x++) {
                 for (unsigned c = first; c < first + ns; c++) {
-#define PX(yy, xx) ((int)(img[((size_t)(yy) * p->width + (xx)) * p->ncomp + c] >> p->pt))
+#define PX(yy, xx) ((int)(img[((size_t)(yy)*p->width + (xx)) * p->ncomp + c] >> p->pt))
                     int v = PX(y, x), pred;
                     if (first_row)
                         pred = x == 0 ? 1 << (p->precision - p->pt - 1) : PX(y, x - 1);
@@ -270,7 +277,8 @@ static mira_pixel_desc desc_for(const params *p, unsigned bits_allocated)
 
 static size_t frame_bytes(const mira_pixel_desc *d)
 {
-    return (size_t)d->rows * d->columns * d->samples * (d->bits_allocated <= 8 ? 1 : d->bits_allocated / 8);
+    return (size_t)d->rows * d->columns * d->samples *
+           (d->bits_allocated <= 8 ? 1 : d->bits_allocated / 8);
 }
 
 /* An image of `precision` bits: smooth with noise (kind 0), random (1) or extreme jumps
@@ -339,15 +347,16 @@ TEST(all_predictors_layouts_and_restarts)
                 for (int il = 0; il < 2; il++)
                     for (unsigned rr = 0; rr <= 2; rr++)
                         for (size_t si = 0; si < 3; si++) {
-                            params p = {.width = sizes[si][0],
-                                        .height = sizes[si][1],
-                                        .ncomp = ncomp,
-                                        .precision = precisions[pi],
-                                        .pt = (psv + rr) % 3 == 0 && precisions[pi] > 2 ? 1 + psv % 2 : 0,
-                                        .psv = psv,
-                                        .restart_rows = rr,
-                                        .interleaved = il,
-                                        .two_tables = ncomp > 1 && psv % 2};
+                            params p = {
+                                .width = sizes[si][0],
+                                .height = sizes[si][1],
+                                .ncomp = ncomp,
+                                .precision = precisions[pi],
+                                .pt = (psv + rr) % 3 == 0 && precisions[pi] > 2 ? 1 + psv % 2 : 0,
+                                .psv = psv,
+                                .restart_rows = rr,
+                                .interleaved = il,
+                                .two_tables = ncomp > 1 && psv % 2};
                             uint16_t *img = make_image(&p, (int)(psv + si) % 3);
                             jw w = encode(&p, img);
                             unsigned ba = p.precision <= 8 ? 8 : 16;
@@ -376,8 +385,15 @@ TEST(sixteen_bit_extremes_use_ssss_16)
 
 TEST(markers_fill_bytes_dnl_and_trailing_data)
 {
-    params p = {.width = 13, .height = 11, .ncomp = 3, .precision = 8, .psv = 4,
-                .restart_rows = 2, .interleaved = true, .extras = true, .dnl = true};
+    params p = {.width = 13,
+                .height = 11,
+                .ncomp = 3,
+                .precision = 8,
+                .psv = 4,
+                .restart_rows = 2,
+                .interleaved = true,
+                .extras = true,
+                .dnl = true};
     uint16_t *img = make_image(&p, 0);
     jw w = encode(&p, img);
     CHECK(decode_matches(&p, img, &w, 8));
@@ -413,8 +429,8 @@ static int decode_code(const uint8_t *s, size_t n, const mira_pixel_desc *d, con
 
 TEST(codestream_disagreeing_with_the_data_set)
 {
-    params p = {.width = 6, .height = 5, .ncomp = 3, .precision = 12, .psv = 1,
-                .interleaved = true};
+    params p = {
+        .width = 6, .height = 5, .ncomp = 3, .precision = 12, .psv = 1, .interleaved = true};
     uint16_t *img = make_image(&p, 1);
     jw w = encode(&p, img);
     mira_pixel_desc d = desc_for(&p, 16);
@@ -426,8 +442,7 @@ TEST(codestream_disagreeing_with_the_data_set)
     CHECK_EQ_INT(decode_code(w.d, w.n, &d, "5 rows, the data set says 4"), MIRA_ERR_INVALID);
     d = desc_for(&p, 16);
     d.samples = 1;
-    CHECK_EQ_INT(decode_code(w.d, w.n, &d, "3 components, the data set says 1"),
-                 MIRA_ERR_INVALID);
+    CHECK_EQ_INT(decode_code(w.d, w.n, &d, "3 components, the data set says 1"), MIRA_ERR_INVALID);
     d = desc_for(&p, 8);
     CHECK_EQ_INT(decode_code(w.d, w.n, &d, "precision 12 exceeds Bits Allocated 8"),
                  MIRA_ERR_INVALID);
@@ -444,8 +459,8 @@ TEST(codestream_disagreeing_with_the_data_set)
 
 TEST(other_processes_are_unsupported)
 {
-    mira_pixel_desc d = {.rows = 2, .columns = 2, .samples = 1, .bits_allocated = 8,
-                         .bits_stored = 8};
+    mira_pixel_desc d = {
+        .rows = 2, .columns = 2, .samples = 1, .bits_allocated = 8, .bits_stored = 8};
     /* SOI, SOF0 (baseline DCT) */
     static const uint8_t sof0[] = {0xFF, 0xD8, 0xFF, 0xC0, 0, 11, 8, 0, 2, 0, 2, 1, 1, 0x11, 0};
     CHECK_EQ_INT(decode_code(sof0, sizeof sof0, &d, "SOF0"), MIRA_ERR_UNSUPPORTED);
@@ -480,8 +495,14 @@ TEST(restart_intervals_that_are_not_whole_rows)
 
 TEST(every_truncation_fails_cleanly)
 {
-    params p = {.width = 9, .height = 7, .ncomp = 3, .precision = 16, .psv = 6,
-                .restart_rows = 2, .interleaved = false, .two_tables = true};
+    params p = {.width = 9,
+                .height = 7,
+                .ncomp = 3,
+                .precision = 16,
+                .psv = 6,
+                .restart_rows = 2,
+                .interleaved = false,
+                .two_tables = true};
     uint16_t *img = make_image(&p, 1);
     jw w = encode(&p, img);
     mira_pixel_desc d = desc_for(&p, 16);
@@ -502,8 +523,14 @@ TEST(every_truncation_fails_cleanly)
 
 TEST(corrupted_bytes_never_crash)
 {
-    params p = {.width = 11, .height = 6, .ncomp = 3, .precision = 12, .psv = 7,
-                .restart_rows = 2, .interleaved = true, .two_tables = true};
+    params p = {.width = 11,
+                .height = 6,
+                .ncomp = 3,
+                .precision = 12,
+                .psv = 7,
+                .restart_rows = 2,
+                .interleaved = true,
+                .two_tables = true};
     uint16_t *img = make_image(&p, 0);
     jw w = encode(&p, img);
     mira_pixel_desc d = desc_for(&p, 16);
@@ -527,20 +554,24 @@ TEST(corrupted_bytes_never_crash)
 
 TEST(bad_huffman_tables)
 {
-    mira_pixel_desc d = {.rows = 1, .columns = 1, .samples = 1, .bits_allocated = 8,
-                         .bits_stored = 8};
+    mira_pixel_desc d = {
+        .rows = 1, .columns = 1, .samples = 1, .bits_allocated = 8, .bits_stored = 8};
     /* three codes of length 1 */
-    static const uint8_t over[] = {0xFF, 0xD8, 0xFF, 0xC4, 0, 22, 0x00,        /* SOI, DHT */
-                                   3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* BITS */
-                                   0, 1, 2};                                     /* HUFFVAL */
+    static const uint8_t over[] = {0xFF, 0xD8, 0xFF, 0xC4, 0, 22, 0x00, /* SOI, DHT */
+                                   3,    0,    0,    0,    0, 0,  0,    0,
+                                   0,    0,    0,    0,    0, 0,  0,    0, /* BITS */
+                                   0,    1,    2};                         /* HUFFVAL */
     CHECK_EQ_INT(decode_code(over, sizeof over, &d, "DHT"), MIRA_ERR_INVALID);
     /* an SSSS symbol of 17 in a valid table, then a scan that uses it */
+    /* clang-format off */
     static const uint8_t sym17[] = {
-        0xFF, 0xD8,                                                    /* SOI */
-        0xFF, 0xC4, 0, 20, 0x00, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 17, /* DHT */
-        0xFF, 0xC3, 0, 11, 8, 0, 1, 0, 1, 1, 1, 0x11, 0,               /* SOF3 1x1 */
-        0xFF, 0xDA, 0, 8, 1, 1, 0x00, 1, 0, 0,                         /* SOS */
+        0xFF, 0xD8,                                              /* SOI */
+        0xFF, 0xC4, 0, 20, 0x00,                                 /* DHT */
+        1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,          /* BITS */
+        17,                                                      /* HUFFVAL */
+        0xFF, 0xC3, 0, 11, 8, 0, 1, 0, 1, 1, 1, 0x11, 0,         /* SOF3 1x1 */
+        0xFF, 0xDA, 0, 8, 1, 1, 0x00, 1, 0, 0,                   /* SOS */
         0x00, 0xFF, 0xD9};
+    /* clang-format on */
     CHECK_EQ_INT(decode_code(sym17, sizeof sym17, &d, "Huffman"), MIRA_ERR_INVALID);
 }
-

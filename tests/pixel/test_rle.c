@@ -125,8 +125,8 @@ TEST(round_trip_all_layouts)
 {
     static const uint16_t layouts[][3] = {
         /* bits allocated, bits stored, signed */
-        {8, 8, 0}, {8, 8, 1}, {16, 12, 0}, {16, 12, 1}, {16, 16, 0}, {16, 16, 1},
-        {32, 32, 0}, {32, 32, 1}, {32, 24, 1},
+        {8, 8, 0},   {8, 8, 1},   {16, 12, 0}, {16, 12, 1}, {16, 16, 0},
+        {16, 16, 1}, {32, 32, 0}, {32, 32, 1}, {32, 24, 1},
     };
     static const uint32_t sizes[][2] = {{1, 1}, {1, 7}, {7, 1}, {3, 5}, {17, 13}, {64, 300}};
     for (size_t l = 0; l < sizeof layouts / sizeof *layouts; l++)
@@ -149,8 +149,7 @@ TEST(round_trip_64_bit_mono)
 /* ------------------------------------------------------------------ encoder output */
 
 /* The encoded segment of a one-sample 8-bit image, header stripped. */
-static size_t encode_8bit(const uint8_t *px, uint32_t rows, uint32_t cols, uint8_t *seg,
-                          size_t cap)
+static size_t encode_8bit(const uint8_t *px, uint32_t rows, uint32_t cols, uint8_t *seg, size_t cap)
 {
     mira_pixel_desc d = desc(rows, cols, 1, 8, 8, false);
     mira__buf out;
@@ -187,6 +186,12 @@ TEST(encoder_runs_and_literals_follow_packbits)
     CHECK(memcmp(seg + 1, diff, 128) == 0);
     CHECK_EQ_INT(seg[129], 1);
     CHECK(seg[130] == diff[128] && seg[131] == diff[129]);
+
+    /* an odd segment gets a zero pad byte: literal header, 2 bytes, pad */
+    uint8_t two[2] = {1, 2};
+    n = encode_8bit(two, 1, 2, seg, sizeof seg);
+    static const uint8_t want_pad[] = {0x01, 1, 2, 0x00};
+    CHECK(n == sizeof want_pad && memcmp(seg, want_pad, n) == 0);
 
     /* runs never cross a row: two rows of three equal bytes are two runs */
     uint8_t rows2[6] = {9, 9, 9, 9, 9, 9};
@@ -332,8 +337,7 @@ static void expect_error(const stream *s, const mira_pixel_desc *d, const char *
     if (err) {
         CHECK_EQ_INT(mira_error_get_code(err), MIRA_ERR_INVALID);
         if (!strstr(mira_error_get_message(err), needle)) {
-            fprintf(stderr, "message \"%s\" lacks \"%s\"\n", mira_error_get_message(err),
-                    needle);
+            fprintf(stderr, "message \"%s\" lacks \"%s\"\n", mira_error_get_message(err), needle);
             CHECK(false);
         }
         mira_error_free(err);
