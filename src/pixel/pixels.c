@@ -211,6 +211,12 @@ bool mira__pixel_desc_read(const mira_dataset *ds, mira_pixel_desc *d, mira_erro
                        mira_photometric_name(photo), spp);
         return false;
     }
+    if (is_float && ba != (mira_dataset_get(ds, TAG_FLOAT_PIXEL_DATA) ? 32 : 64)) {
+        mira_error_set(err, MIRA_ERR_INVALID, "Bad image attribute",
+                       "%s Pixel Data with Bits Allocated %u",
+                       mira_dataset_get(ds, TAG_FLOAT_PIXEL_DATA) ? "Float" : "Double Float", ba);
+        return false;
+    }
     if (ba == 64 && !is_float) {
         mira_error_set(err, MIRA_ERR_UNSUPPORTED, "Unsupported image",
                        "64-bit integer pixel data is not supported");
