@@ -7,27 +7,26 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: mira convert [options] INPUT... -o OUT.nii[.gz]\n\n"
-            "Build a volume from one DICOM series and write it as NIfTI. INPUT is a folder\n"
-            "(searched recursively), the files of one series, or one multi-frame object.\n"
-            "Slices are sorted along the slice normal by Image Position (Patient); the\n"
-            "spacing between slices comes from the positions. Values are modality values\n"
-            "(Rescale Slope/Intercept applied: HU for CT), stored as integers when they are\n"
-            "integers, else as 32-bit floats. Geometry is converted from DICOM's LPS to\n"
-            "NIfTI's RAS; sform and qform are both set. Gantry tilt, uneven spacing and\n"
-            "missing slices are reported as warnings (the volume is not resampled).\n\n"
-            "options:\n"
-            "  -o, --output FILE  the NIfTI file to write (.nii, or .nii.gz to compress)\n"
-            "  --series UID       the series to convert when the input holds several\n"
-            "  --stored           keep the stored values (no Modality LUT)\n"
-            "  --nifti2           write NIfTI-2 (else NIfTI-1 unless a dimension needs 2)\n"
-            "  --threads N        decoding threads (default: one per core)\n"
-            "  --json             print a report (slices, spacing, warnings, dimensions,\n"
-            "                     affine) as JSON on stdout\n"
-            "  -h, --help         this help\n\n"
-            "Warnings go to stderr.\n"
-            "exit status: 0 written, 1 a problem with the input, 2 wrong usage\n");
+    fprintf(out, "usage: mira convert [options] INPUT... -o OUT.nii[.gz]\n\n"
+                 "Build a volume from one DICOM series and write it as NIfTI. INPUT is a folder\n"
+                 "(searched recursively), the files of one series, or one multi-frame object.\n"
+                 "Slices are sorted along the slice normal by Image Position (Patient); the\n"
+                 "spacing between slices comes from the positions. Values are modality values\n"
+                 "(Rescale Slope/Intercept applied: HU for CT), stored as integers when they are\n"
+                 "integers, else as 32-bit floats. Geometry is converted from DICOM's LPS to\n"
+                 "NIfTI's RAS; sform and qform are both set. Gantry tilt, uneven spacing and\n"
+                 "missing slices are reported as warnings (the volume is not resampled).\n\n"
+                 "options:\n"
+                 "  -o, --output FILE  the NIfTI file to write (.nii, or .nii.gz to compress)\n"
+                 "  --series UID       the series to convert when the input holds several\n"
+                 "  --stored           keep the stored values (no Modality LUT)\n"
+                 "  --nifti2           write NIfTI-2 (else NIfTI-1 unless a dimension needs 2)\n"
+                 "  --threads N        decoding threads (default: one per core)\n"
+                 "  --json             print a report (slices, spacing, warnings, dimensions,\n"
+                 "                     affine) as JSON on stdout\n"
+                 "  -h, --help         this help\n\n"
+                 "Warnings go to stderr.\n"
+                 "exit status: 0 written, 1 a problem with the input, 2 wrong usage\n");
 }
 
 static void json_doubles(mira_json_writer *w, const char *key, const double *v, size_t n)
@@ -193,8 +192,7 @@ int mira_cli_convert(int argc, char **argv)
     size_t olen = strlen(output);
     if (!((olen > 4 && strcmp(output + olen - 4, ".nii") == 0) ||
           (olen > 7 && strcmp(output + olen - 7, ".nii.gz") == 0))) {
-        fprintf(stderr, "mira convert: the output name must end in .nii or .nii.gz: %s\n",
-                output);
+        fprintf(stderr, "mira convert: the output name must end in .nii or .nii.gz: %s\n", output);
         free(inputs);
         return MIRA_EXIT_USAGE;
     }
@@ -203,8 +201,7 @@ int mira_cli_convert(int argc, char **argv)
     bool is_dir = ninputs == 1 && stat(inputs[0], &st) == 0 && S_ISDIR(st.st_mode);
     for (size_t i = 0; !is_dir && i < ninputs; i++) {
         if (stat(inputs[i], &st) == 0 && S_ISDIR(st.st_mode)) {
-            fprintf(stderr, "mira convert: give one folder, or files: %s is a folder\n",
-                    inputs[i]);
+            fprintf(stderr, "mira convert: give one folder, or files: %s is a folder\n", inputs[i]);
             free(inputs);
             return MIRA_EXIT_USAGE;
         }

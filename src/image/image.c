@@ -82,8 +82,8 @@ mira_image *mira_image_new(mira_pixel_type type, int channels, size_t nx, size_t
     /* the data size and voxel count must both fit (callers multiply voxels by channels) */
     if (!data_bytes(type, channels, n, &bytes)) {
         mira_error_set(err, MIRA_ERR_LIMIT, "Image too large",
-                       "a %zux%zux%zu image with %d channels of %s overflows the address space",
-                       nx, ny, nz, channels, mira_pixel_type_name(type));
+                       "a %zux%zux%zu image with %d channels of %s overflows the address space", nx,
+                       ny, nz, channels, mira_pixel_type_name(type));
         return NULL;
     }
     mira_image *img = mira_calloc(1, sizeof *img);
@@ -123,8 +123,8 @@ size_t mira_image_bytes(const mira_image *img)
 
 mira_image *mira_image_clone(const mira_image *img, mira_error **err)
 {
-    mira_image *c = mira_image_new(img->type, img->channels, img->size[0], img->size[1],
-                                   img->size[2], err);
+    mira_image *c =
+        mira_image_new(img->type, img->channels, img->size[0], img->size[1], img->size[2], err);
     if (!c)
         return NULL;
     mira_image_copy_geometry(c, img);

@@ -58,12 +58,12 @@ static nifti_dmat44 affine_ras(const mira_image *img)
 
 /* Geometry of img from a RAS affine; false if a column is zero or not finite (except the
  * slice column of a single-slice image, which takes the normal of the other two). */
-static bool set_geometry(mira_image *img, const nifti_dmat44 *m, mira_error **err,
-                         const char *path, const char *which)
+static bool set_geometry(mira_image *img, const nifti_dmat44 *m, mira_error **err, const char *path,
+                         const char *which)
 {
     for (int a = 0; a < 3; a++) {
-        double n = sqrt(m->m[0][a] * m->m[0][a] + m->m[1][a] * m->m[1][a] +
-                        m->m[2][a] * m->m[2][a]);
+        double n =
+            sqrt(m->m[0][a] * m->m[0][a] + m->m[1][a] * m->m[1][a] + m->m[2][a] * m->m[2][a]);
         if (a == 2 && img->size[2] == 1 && !(n > 0.0) && isfinite(n)) {
             const double *d = img->direction;
             img->direction[2] = d[3] * d[7] - d[6] * d[4];
@@ -74,8 +74,7 @@ static bool set_geometry(mira_image *img, const nifti_dmat44 *m, mira_error **er
         }
         if (!(n > 0.0) || !isfinite(n)) {
             mira_error_set(err, MIRA_ERR_INVALID, "Bad NIfTI geometry",
-                           "%s: column %d of the %s matrix is zero or not finite", path, a,
-                           which);
+                           "%s: column %d of the %s matrix is zero or not finite", path, a, which);
             return false;
         }
         img->spacing[a] = n;
@@ -185,8 +184,8 @@ static bool make_header(const mira_image *img, bool nifti2, bool *planes, void *
 {
     bool rgb = img->type == MIRA_U8 && img->channels == 3;
     *planes = img->channels > 1 && !rgb;
-    int64_t dims[8] = {3, (int64_t)img->size[0], (int64_t)img->size[1], (int64_t)img->size[2],
-                       1, 1, 1, 1};
+    int64_t dims[8] = {
+        3, (int64_t)img->size[0], (int64_t)img->size[1], (int64_t)img->size[2], 1, 1, 1, 1};
     if (*planes) {
         dims[0] = 5;
         dims[5] = img->channels;
@@ -215,8 +214,7 @@ static bool make_header(const mira_image *img, bool nifti2, bool *planes, void *
     nim->dx = nim->pixdim[1] = img->spacing[0];
     nim->dy = nim->pixdim[2] = img->spacing[1];
     nim->dz = nim->pixdim[3] = img->spacing[2];
-    nim->qto_xyz = nifti_quatern_to_dmat44(qb, qc, qd, qx, qy, qz, nim->dx, nim->dy, nim->dz,
-                                           qfac);
+    nim->qto_xyz = nifti_quatern_to_dmat44(qb, qc, qd, qx, qy, qz, nim->dx, nim->dy, nim->dz, qfac);
     nim->xyz_units = NIFTI_UNITS_MM;
     nim->time_units = NIFTI_UNITS_UNKNOWN;
     nim->scl_slope = 1.0;
@@ -254,14 +252,16 @@ bool mira_nifti_write(const mira_image *img, const char *path, bool nifti2, mira
     }
     if (mira_pixel_type_size(img->type) == 0 || img->channels < 1 || img->channels > 4 ||
         !img->data) {
-        mira_error_set(err, MIRA_ERR_ARGUMENT, "Bad image", "%s: image of type %d with %d "
-                       "channels cannot be written", path, (int)img->type, img->channels);
+        mira_error_set(err, MIRA_ERR_ARGUMENT, "Bad image",
+                       "%s: image of type %d with %d "
+                       "channels cannot be written",
+                       path, (int)img->type, img->channels);
         return false;
     }
     for (int a = 0; a < 3; a++) {
         if (img->size[a] == 0 || img->size[a] > (size_t)INT64_MAX / 2) {
-            mira_error_set(err, MIRA_ERR_ARGUMENT, "Bad image", "%s: dimension %d is %zu",
-                           path, a, img->size[a]);
+            mira_error_set(err, MIRA_ERR_ARGUMENT, "Bad image", "%s: dimension %d is %zu", path, a,
+                           img->size[a]);
             return false;
         }
         if (img->size[a] > 32767)
@@ -379,8 +379,8 @@ static bool check_shape(const nifti_image *nim, const char *path, size_t n[3], i
     for (int i = 1; i <= 7; i++) {
         int64_t v = i <= nd ? dim[i] : 1;
         if (v < 1) {
-            mira_error_set(err, MIRA_ERR_INVALID, "Bad NIfTI header", "%s: dim[%d] is %lld",
-                           path, i, (long long)v);
+            mira_error_set(err, MIRA_ERR_INVALID, "Bad NIfTI header", "%s: dim[%d] is %lld", path,
+                           i, (long long)v);
             return false;
         }
         dim[i] = v;
@@ -390,8 +390,7 @@ static bool check_shape(const nifti_image *nim, const char *path, size_t n[3], i
                        "%s: dimensions %lld x %lld x %lld x %lld x %lld x %lld x %lld: mira "
                        "reads 3D images with at most 4 values per voxel (dim[5])",
                        path, (long long)dim[1], (long long)dim[2], (long long)dim[3],
-                       (long long)dim[4], (long long)dim[5], (long long)dim[6],
-                       (long long)dim[7]);
+                       (long long)dim[4], (long long)dim[5], (long long)dim[6], (long long)dim[7]);
         return false;
     }
     for (int a = 0; a < 3; a++) {
@@ -427,8 +426,9 @@ static bool check_data_size(const nifti_image *nim, const char *path, size_t byt
     if (!ok) {
         mira_error_set(err, MIRA_ERR_INVALID, "Truncated NIfTI",
                        "%s: the header announces %llu bytes of data at offset %llu, but the "
-                       "file holds %llu bytes", path, (unsigned long long)need,
-                       (unsigned long long)off, (unsigned long long)size);
+                       "file holds %llu bytes",
+                       path, (unsigned long long)need, (unsigned long long)off,
+                       (unsigned long long)size);
         return false;
     }
     return true;
@@ -456,8 +456,8 @@ static bool interleave(mira_image *img, int planes, mira_error **err)
 /* Apply scl_slope/scl_inter: a new f32 image. */
 static mira_image *apply_scaling(mira_image *img, double slope, double inter, mira_error **err)
 {
-    mira_image *f = mira_image_new(MIRA_F32, img->channels, img->size[0], img->size[1],
-                                   img->size[2], err);
+    mira_image *f =
+        mira_image_new(MIRA_F32, img->channels, img->size[0], img->size[1], img->size[2], err);
     if (!f)
         return NULL;
     mira_image_copy_geometry(f, img);
@@ -506,7 +506,8 @@ static bool precheck_header(const char *path, mira_error **err)
     if (!v1 && !v2) {
         mira_error_set(err, MIRA_ERR_INVALID, "Not NIfTI",
                        "%s: no NIfTI or ANALYZE header (sizeof_hdr is neither 348 nor 540, or "
-                       "the file is shorter)", path);
+                       "the file is shorter)",
+                       path);
         return false;
     }
     bool swapped = size != (v1 ? 348u : 540u);
@@ -533,8 +534,10 @@ static bool precheck_header(const char *path, mira_error **err)
     mira_pixel_type t;
     int ch;
     if (dim0 < 1 || dim0 > 7 || dim1 < 1) {
-        mira_error_set(err, MIRA_ERR_INVALID, "Bad NIfTI header", "%s: dim[0] is %lld, dim[1] "
-                       "%lld", path, (long long)dim0, (long long)dim1);
+        mira_error_set(err, MIRA_ERR_INVALID, "Bad NIfTI header",
+                       "%s: dim[0] is %lld, dim[1] "
+                       "%lld",
+                       path, (long long)dim0, (long long)dim1);
         return false;
     }
     if (!pixel_type_of(datatype, &t, &ch)) {
@@ -604,8 +607,7 @@ mira_image *mira_nifti_read(const char *path, mira_error **err)
     }
     if (mira_image_bytes(img) != bytes) {
         mira_error_set(err, MIRA_ERR_INVALID, "Bad NIfTI header",
-                       "%s: datatype %d has %d bytes per voxel", path, nim->datatype,
-                       nim->nbyper);
+                       "%s: datatype %d has %d bytes per voxel", path, nim->datatype, nim->nbyper);
         goto fail;
     }
     fp = znzopen(nim->iname, "rb", nifti_is_gzfile(nim->iname));

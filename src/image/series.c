@@ -136,8 +136,8 @@ static void check_gaps(const mira__slice_geom *s, const sort_key *keys, size_t n
                           "(about %zu slice%s absent; first between %s and %s, %.4g mm); the "
                           "volume has no slice there, so positions beyond a gap are off",
                           missing_gaps, missing_gaps == 1 ? "" : "s", median, missing,
-                          missing == 1 ? "" : "s", s[keys[k].index].name,
-                          s[keys[k + 1].index].name, keys[k + 1].pos - keys[k].pos);
+                          missing == 1 ? "" : "s", s[keys[k].index].name, s[keys[k + 1].index].name,
+                          keys[k + 1].pos - keys[k].pos);
     }
     if (uneven) {
         rep->uneven = true;
@@ -159,8 +159,7 @@ static void check_tilt(const mira__slice_geom *s, const sort_key *keys, size_t n
     const double *a = s[keys[0].index].ipp, *b = s[keys[n - 1].index].ipp;
     double d[3] = {b[0] - a[0], b[1] - a[1], b[2] - a[2]};
     double along = dot3(d, normal);
-    double lat[3] = {d[0] - along * normal[0], d[1] - along * normal[1],
-                     d[2] - along * normal[2]};
+    double lat[3] = {d[0] - along * normal[0], d[1] - along * normal[1], d[2] - along * normal[2]};
     double lateral = norm3(lat);
     double angle = atan2(lateral, fabs(along)) * 180.0 / M_PI;
     /* both: a real shift of the voxels, and not the rounding of positions on a short stack */
@@ -176,9 +175,9 @@ static void check_tilt(const mira__slice_geom *s, const sort_key *keys, size_t n
     }
 }
 
-bool mira__stack_geometry(const mira__slice_geom *s, size_t n, double tolerance,
-                          double single_z, size_t *order, mira__stack_geom *out,
-                          mira_series_report *rep, mira_error **err)
+bool mira__stack_geometry(const mira__slice_geom *s, size_t n, double tolerance, double single_z,
+                          size_t *order, mira__stack_geom *out, mira_series_report *rep,
+                          mira_error **err)
 {
     if (n == 0) {
         mira_error_set(err, MIRA_ERR_ARGUMENT, "No slices", "a stack needs at least one slice");
@@ -193,8 +192,8 @@ bool mira__stack_geometry(const mira__slice_geom *s, size_t n, double tolerance,
                                "slices of different orientations: %s has %g\\%g\\%g\\%g\\%g\\%g, "
                                "%s has %g\\%g\\%g\\%g\\%g\\%g (Image Orientation (Patient)); "
                                "one volume needs one orientation: convert them separately",
-                               s[0].name, p[0], p[1], p[2], p[3], p[4], p[5], s[i].name, q[0],
-                               q[1], q[2], q[3], q[4], q[5]);
+                               s[0].name, p[0], p[1], p[2], p[3], p[4], p[5], s[i].name, q[0], q[1],
+                               q[2], q[3], q[4], q[5]);
                 return false;
             }
         }
@@ -207,7 +206,8 @@ bool mira__stack_geometry(const mira__slice_geom *s, size_t n, double tolerance,
     if (!(nr > 1e-6) || !(nc > 1e-6) || !(nn > 1e-6 * nr * nc) || !isfinite(nn)) {
         mira_error_set(err, MIRA_ERR_INVALID, "Bad orientation",
                        "%s: Image Orientation (Patient) %g\\%g\\%g\\%g\\%g\\%g does not span a "
-                       "plane", s[0].name, r[0], r[1], r[2], c[0], c[1], c[2]);
+                       "plane",
+                       s[0].name, r[0], r[1], r[2], c[0], c[1], c[2]);
         return false;
     }
     for (int a = 0; a < 3; a++) {
@@ -248,8 +248,8 @@ bool mira__stack_geometry(const mira__slice_geom *s, size_t n, double tolerance,
         qsort(gaps, n - 1, sizeof *gaps, compare_doubles);
         rep->min_spacing = gaps[0];
         rep->max_spacing = gaps[n - 2];
-        spacing = (n - 1) % 2 ? gaps[(n - 1) / 2]
-                              : 0.5 * (gaps[(n - 1) / 2 - 1] + gaps[(n - 1) / 2]);
+        spacing =
+            (n - 1) % 2 ? gaps[(n - 1) / 2] : 0.5 * (gaps[(n - 1) / 2 - 1] + gaps[(n - 1) / 2]);
         check_gaps(s, keys, n, tolerance, spacing, rep);
         check_tilt(s, keys, n, normal, tolerance, rep);
     } else {
@@ -284,7 +284,7 @@ typedef struct file_info {
     bool frame_offsets; /* classic multi-frame with Grid Frame Offset Vector */
     bool duplicate;
     double thickness, spacing_between, gantry_tilt; /* 0 if absent */
-    frame_info *fr; /* desc.frames entries */
+    frame_info *fr;                                 /* desc.frames entries */
 } file_info;
 
 static void file_info_cleanup(file_info *fi)
@@ -360,8 +360,8 @@ static bool read_info(const char *path, file_info *fi, bool *is_image, mira_erro
     }
     if (ok && fi->enhanced && mira_element_item_count(pf) < fi->desc.frames) {
         mira_error_set(err, MIRA_ERR_INVALID, "Bad functional groups",
-                       "%s: %zu items of Per-frame Functional Groups Sequence for %u frames",
-                       path, mira_element_item_count(pf), fi->desc.frames);
+                       "%s: %zu items of Per-frame Functional Groups Sequence for %u frames", path,
+                       mira_element_item_count(pf), fi->desc.frames);
         ok = false;
     }
     if (ok) {
@@ -384,8 +384,7 @@ static bool read_info(const char *path, file_info *fi, bool *is_image, mira_erro
          * C.8.8.3.2); otherwise one position for a whole classic stack */
         mira_element *gf = mira_dataset_get(ds, TAG_GRID_FRAME_OFFSETS);
         const frame_info *f0 = &fi->fr[0];
-        bool offsets = gf && f0->has_ipp && f0->has_iop &&
-                       mira_element_vm(gf) >= fi->desc.frames;
+        bool offsets = gf && f0->has_ipp && f0->has_iop && mira_element_vm(gf) >= fi->desc.frames;
         double first = 0, nrm[3];
         cross3(f0->iop, f0->iop + 3, nrm);
         double nn = norm3(nrm);
@@ -425,7 +424,7 @@ typedef struct decode_ctx {
     uint8_t *out;
     size_t slice_bytes;
     mira_pixel_type type;
-    size_t values; /* per slice */
+    size_t values;       /* per slice */
     mira_pixels *shared; /* the one file's pixels, for a single multi-frame object */
     const mira_dataset *shared_ds;
     atomic_int ybr;
@@ -509,8 +508,9 @@ static bool check_decoded(const mira_pixel_desc *d, const file_info *fi, size_t 
         d->samples != fi->desc.samples || mira_pixel_frame_bytes(d) != slice_bytes) {
         mira_error_set(err, MIRA_ERR_INVALID, "Inconsistent image",
                        "%s: pixel data decodes to %ux%u with %u samples, the header says "
-                       "%ux%u with %u", fi->path, d->columns, d->rows, d->samples,
-                       fi->desc.columns, fi->desc.rows, fi->desc.samples);
+                       "%ux%u with %u",
+                       fi->path, d->columns, d->rows, d->samples, fi->desc.columns, fi->desc.rows,
+                       fi->desc.samples);
         return false;
     }
     return true;
@@ -671,8 +671,8 @@ static mira_image *apply_modality(mira_image *stored, slice *slices, const size_
             if (type_holds(candidates[i], lo, hi))
                 out = candidates[i];
     }
-    mira_image *img = mira_image_new(out, stored->channels, stored->size[0], stored->size[1],
-                                     nz, err);
+    mira_image *img =
+        mira_image_new(out, stored->channels, stored->size[0], stored->size[1], nz, err);
     if (!img)
         return NULL;
     mira_image_copy_geometry(img, stored);
@@ -705,8 +705,7 @@ static bool stored_type(const mira_pixel_desc *d, const char *path, mira_pixel_t
         *t = d->is_signed ? MIRA_I32 : MIRA_U32;
     else {
         mira_error_set(err, MIRA_ERR_UNSUPPORTED, "Unsupported pixels",
-                       "%s: %u-bit integer pixels have no volume type", path,
-                       d->bits_allocated);
+                       "%s: %u-bit integer pixels have no volume type", path, d->bits_allocated);
         return false;
     }
     return true;
@@ -720,8 +719,7 @@ static int compare_sop(const void *a, const void *b)
 }
 
 /* Files that repeat an SOP Instance UID are the same image twice: keep the first. */
-static bool mark_duplicates(file_info *files, size_t n, mira_series_report *rep,
-                            mira_error **err)
+static bool mark_duplicates(file_info *files, size_t n, mira_series_report *rep, mira_error **err)
 {
     if (n < 2)
         return true;
@@ -744,9 +742,10 @@ static bool mark_duplicates(file_info *files, size_t n, mira_series_report *rep,
         }
     }
     if (dups)
-        mira__report_warn(rep, "%zu file%s repeat%s the SOP Instance UID of another (e.g. %s): "
-                          "ignored as copies", dups, dups == 1 ? "" : "s", dups == 1 ? "s" : "",
-                          example);
+        mira__report_warn(rep,
+                          "%zu file%s repeat%s the SOP Instance UID of another (e.g. %s): "
+                          "ignored as copies",
+                          dups, dups == 1 ? "" : "s", dups == 1 ? "s" : "", example);
     mira_free(p);
     return true;
 }
@@ -779,15 +778,15 @@ static mira_image *build_volume(file_info *files, size_t nfiles, const mira_seri
         if (strcmp(u1, u2) != 0) {
             mira_error_set(err, MIRA_ERR_INVALID, "Several series",
                            "%s belongs to series %s, %s to series %s: a volume is built from "
-                           "one series", first->path, u1[0] ? u1 : "(none)", fi->path,
-                           u2[0] ? u2 : "(none)");
+                           "one series",
+                           first->path, u1[0] ? u1 : "(none)", fi->path, u2[0] ? u2 : "(none)");
             return NULL;
         }
         if (!same_desc(&first->desc, &fi->desc)) {
             mira_error_set(err, MIRA_ERR_INVALID, "Different images",
                            "%s is %ux%u, %u sample(s) of %u bits (%s), %s is %ux%u, %u of %u "
-                           "bits (%s): the slices of a volume must match", first->path,
-                           first->desc.columns, first->desc.rows, first->desc.samples,
+                           "bits (%s): the slices of a volume must match",
+                           first->path, first->desc.columns, first->desc.rows, first->desc.samples,
                            first->desc.bits_allocated,
                            mira_photometric_name(first->desc.photometric), fi->path,
                            fi->desc.columns, fi->desc.rows, fi->desc.samples,
@@ -801,7 +800,8 @@ static mira_image *build_volume(file_info *files, size_t nfiles, const mira_seri
     if (classic_stack && nused > 1) {
         mira_error_set(err, MIRA_ERR_UNSUPPORTED, "Several multi-frame files",
                        "the series has %zu files, some of them multi-frame without per-frame "
-                       "geometry: mira stacks the frames of one such file only", nused);
+                       "geometry: mira stacks the frames of one such file only",
+                       nused);
         return NULL;
     }
     slice *slices = mira_calloc(nslices, sizeof *slices);
@@ -933,8 +933,8 @@ static mira_image *build_volume(file_info *files, size_t nfiles, const mira_seri
     mira_pixel_type type;
     if (!stored_type(&first->desc, first->path, &type, err))
         goto done;
-    img = mira_image_new(type, first->desc.samples, first->desc.columns, first->desc.rows,
-                         nslices, err);
+    img = mira_image_new(type, first->desc.samples, first->desc.columns, first->desc.rows, nslices,
+                         err);
     if (!img)
         goto done;
     img->spacing[0] = ps[1]; /* Pixel Spacing is row spacing \ column spacing */
@@ -1164,7 +1164,8 @@ mira_image *mira_series_load_dir(const char *dir, const char *series_uid,
     if (sc.n == 0) {
         mira_error_set(err, MIRA_ERR_NOT_FOUND, "No images",
                        "%s: no DICOM images (%zu files are not DICOM, %zu DICOM objects are not "
-                       "images)", dir, sc.not_dicom, sc.not_image);
+                       "images)",
+                       dir, sc.not_dicom, sc.not_image);
         goto done;
     }
     /* the series present; keep the one asked for */

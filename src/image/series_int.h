@@ -6,8 +6,8 @@
 
 /* One slice's position and orientation, as DICOM gives them (LPS, mm). */
 typedef struct mira__slice_geom {
-    double ipp[3]; /* Image Position (Patient) */
-    double iop[6]; /* Image Orientation (Patient): row cosine, then column cosine */
+    double ipp[3];    /* Image Position (Patient) */
+    double iop[6];    /* Image Orientation (Patient): row cosine, then column cosine */
     const char *name; /* for messages: a file name, "frame 3", ... (borrowed) */
 } mira__slice_geom;
 
@@ -26,9 +26,9 @@ typedef struct mira__stack_geom {
  * gap; uneven gaps, missing slices (a gap of about k >= 2 spacings) and a gantry tilt are
  * flagged in report and described in its warnings. single_z is the spacing used for n == 1.
  */
-bool mira__stack_geometry(const mira__slice_geom *s, size_t n, double tolerance,
-                          double single_z, size_t *order, mira__stack_geom *out,
-                          mira_series_report *report, mira_error **err);
+bool mira__stack_geometry(const mira__slice_geom *s, size_t n, double tolerance, double single_z,
+                          size_t *order, mira__stack_geom *out, mira_series_report *report,
+                          mira_error **err);
 
 /* Append a formatted warning to a report (dropped silently when memory runs out). */
 void mira__report_warn(mira_series_report *r, const char *fmt, ...) MIRA_PRINTF(2, 3);

@@ -129,8 +129,8 @@ TEST(get_reads_every_type)
             ((double *)img->data)[5] = -2.25;
             break;
         }
-        static const double want[] = {250, -120, 65000, -32000, 4000000000.0, -2000000000.0,
-                                      1.5, -2.25};
+        static const double want[] = {250,          -120,          65000, -32000,
+                                      4000000000.0, -2000000000.0, 1.5,   -2.25};
         CHECK(mira_image_get(img, 2, 1) == want[t]);
         CHECK(mira_image_get(img, 2, 0) == 0);
         mira_image_free(img);
@@ -180,8 +180,7 @@ TEST(clone_and_geometry)
      * Rx(20) Rz(30) written out: dir0 = (cos30, cos20 sin30, sin20 sin30),
      * dir1 = (-sin30, cos20 cos30, sin20 cos30), dir2 = (0, -sin20, cos20) */
     double s30 = 0.5, c30 = sqrt(3) / 2, s20 = sin(20 * M_PI / 180), c20 = cos(20 * M_PI / 180);
-    double want[3] = {10 + 1.0 * c30 - 0.7 * s30,
-                      -20 + 1.0 * c20 * s30 + 0.7 * c20 * c30 - 2 * s20,
+    double want[3] = {10 + 1.0 * c30 - 0.7 * s30, -20 + 1.0 * c20 * s30 + 0.7 * c20 * c30 - 2 * s20,
                       30 + 1.0 * s20 * s30 + 0.7 * s20 * c30 + 2 * c20};
     double idx[3] = {2, 1, 1}, p[3];
     mira_image_index_to_point(img, idx, p);

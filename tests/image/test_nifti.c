@@ -238,8 +238,8 @@ TEST(header_fields)
     CHECK(read_header(tmp_path("hdr_rgb.nii"), &h));
     CHECK(h.datatype == NIFTI_TYPE_RGB24 && h.bitpix == 24 && h.dim[0] == 3);
     CHECK(read_header(tmp_path("hdr_vec.nii"), &h));
-    CHECK(h.datatype == NIFTI_TYPE_FLOAT32 && h.dim[0] == 5 && h.dim[4] == 1 &&
-          h.dim[5] == 2 && h.intent_code == NIFTI_INTENT_VECTOR);
+    CHECK(h.datatype == NIFTI_TYPE_FLOAT32 && h.dim[0] == 5 && h.dim[4] == 1 && h.dim[5] == 2 &&
+          h.intent_code == NIFTI_INTENT_VECTOR);
     /* the second channel is the second plane: voxel 0 of channel 1 at 352 + 24 * 4 */
     ((float *)vec->data)[1] = 42.5f;
     CHECK(mira_nifti_write(vec, tmp_path("hdr_vec.nii"), false, NULL));
