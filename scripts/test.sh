@@ -4,7 +4,7 @@
 # usage: scripts/test.sh [--quick] [--no-fuzz]
 #   --quick    build/ only: skip the sanitizer tree and fuzzing (for developers)
 #   --no-fuzz  skip the libFuzzer runs (the sanitizer tree, with its corpus replays, still runs)
-# env: MIRA_FUZZ_SECONDS  time per fuzz target (default 120)
+# env: MIRA_FUZZ_SECONDS  time per fuzz target (default 60)
 #      MIRA_ASAN_PYTEST   extra pytest arguments for the sanitizer run, e.g. "-m asan" for a subset
 #
 # Installs missing Debian packages, sets up .venv from tests/requirements.txt, builds build/
@@ -38,7 +38,7 @@ done
 [ $quick = 1 ] && fuzz=0
 
 jobs=$(nproc 2>/dev/null || echo 2)
-fuzz_seconds=${MIRA_FUZZ_SECONDS:-120}
+fuzz_seconds=${MIRA_FUZZ_SECONDS:-60}
 pydicom_data=${MIRA_PYDICOM_DATA:-/usr/lib/python3/dist-packages/pydicom/data}
 logs=$(mktemp -d "${TMPDIR:-/tmp}/mira-test.XXXXXX")
 trap 'rm -rf "$logs"' EXIT
