@@ -142,8 +142,23 @@ def gen_dict_table(src, version):
     return "".join(out)
 
 
+# Transfer syntaxes added to the standard after Debian's pydicom was released (PS3.6 2023b,
+# Table A-1: the High-Throughput JPEG 2000 syntaxes, Supplement 235). Added only where the
+# source lacks them, so a newer source takes over.
+NEWER_UIDS = {
+    "1.2.840.10008.1.2.4.201": ("High-Throughput JPEG 2000 Image Compression (Lossless Only)",
+                                "Transfer Syntax", "", "", "HTJ2KLossless"),
+    "1.2.840.10008.1.2.4.202": ("High-Throughput JPEG 2000 with RPCL Options Image Compression "
+                                "(Lossless Only)", "Transfer Syntax", "", "", "HTJ2KLosslessRPCL"),
+    "1.2.840.10008.1.2.4.203": ("High-Throughput JPEG 2000 Image Compression", "Transfer Syntax",
+                                "", "", "HTJ2K"),
+}
+
+
 def gen_uid_table(src, version):
-    uids = src["UID_dictionary"]
+    uids = dict(src["UID_dictionary"])
+    for uid, entry in NEWER_UIDS.items():
+        uids.setdefault(uid, entry)
     out = [header(f"{version} (_uid_dict.py)", "The DICOM UID registry (PS3.6 Annex A)")]
     out.append("/* Sorted by UID (strcmp order). */\n")
     out.append("const mira_uid_entry mira__uid_entries[] = {\n")

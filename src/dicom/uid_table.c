@@ -20,6 +20,9 @@ const mira_uid_entry mira__uid_entries[] = {
     {"1.2.840.10008.1.2.4.106", "MPEG-4 AVC/H.264 Stereo High Profile / Level 4.2", "Transfer Syntax", "MPEG4HP42STEREO", false},
     {"1.2.840.10008.1.2.4.107", "HEVC/H.265 Main Profile / Level 5.1", "Transfer Syntax", "HEVCMP51", false},
     {"1.2.840.10008.1.2.4.108", "HEVC/H.265 Main 10 Profile / Level 5.1", "Transfer Syntax", "HEVCM10P51", false},
+    {"1.2.840.10008.1.2.4.201", "High-Throughput JPEG 2000 Image Compression (Lossless Only)", "Transfer Syntax", "HTJ2KLossless", false},
+    {"1.2.840.10008.1.2.4.202", "High-Throughput JPEG 2000 with RPCL Options Image Compression (Lossless Only)", "Transfer Syntax", "HTJ2KLosslessRPCL", false},
+    {"1.2.840.10008.1.2.4.203", "High-Throughput JPEG 2000 Image Compression", "Transfer Syntax", "HTJ2K", false},
     {"1.2.840.10008.1.2.4.50", "JPEG Baseline (Process 1)", "Transfer Syntax", "JPEGBaseline8Bit", false},
     {"1.2.840.10008.1.2.4.51", "JPEG Extended (Process 2 and 4)", "Transfer Syntax", "JPEGExtended12Bit", false},
     {"1.2.840.10008.1.2.4.52", "JPEG Extended (Process 3 and 5)", "Transfer Syntax", "JPEGExtended35", true},
@@ -461,4 +464,4 @@ const mira_uid_entry mira__uid_entries[] = {
     {"1.2.840.10008.8.1.1", "DICOM Content Mapping Resource", "Mapping Resource", "DICOMContentMappingResource", false},
 };
 
-const size_t mira__uid_count = 454;
+const size_t mira__uid_count = 457;

@@ -54,3 +54,31 @@ def file_id(p):
 @pytest.fixture(scope="session")
 def tmpdir_session(tmp_path_factory):
     return tmp_path_factory.mktemp("mira")
+
+
+# Multi-frame Secondary Capture SOP classes by samples per pixel and bits allocated
+# (PS3.4 B.5): gdcmconv refuses to write a multi-frame image whose SOP class is the
+# single-frame Secondary Capture one, which pydicom's test files and synthetic inputs use.
+_MULTIFRAME_SC = {(1, 8): "1.2.840.10008.5.1.4.1.1.7.2", (1, 16): "1.2.840.10008.5.1.4.1.1.7.3",
+                  (3, 8): "1.2.840.10008.5.1.4.1.1.7.4", (3, 16): "1.2.840.10008.5.1.4.1.1.7.4"}
+
+
+def decode_with_peer(decoder, src, dst):
+    """Run a peer decoder (a command line: dcmdrle, dcmdjpls, gdcmconv --raw...) on src.
+
+    For gdcmconv, a multi-frame Secondary Capture copy is first relabelled with the multi-frame
+    SC SOP class (the pixel data is untouched), which is the only thing GDCM objects to.
+    """
+    import pydicom
+    src = pathlib.Path(src)
+    if decoder[0] == "gdcmconv":
+        ds = pydicom.dcmread(src)
+        frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+        key = (int(ds.SamplesPerPixel), int(ds.BitsAllocated))
+        if frames > 1 and ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7" and key in _MULTIFRAME_SC:
+            ds.SOPClassUID = _MULTIFRAME_SC[key]
+            ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+            relabelled = pathlib.Path(str(dst) + ".mfsc.dcm")
+            ds.save_as(relabelled)
+            src = relabelled
+    subprocess.run([*decoder, str(src), str(dst)], check=True, capture_output=True, timeout=120)

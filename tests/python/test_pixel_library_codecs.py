@@ -14,7 +14,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from conftest import TEST_FILES, run_mira
+from conftest import TEST_FILES, run_mira, decode_with_peer
 from test_pixel_own_codecs import SYNTHETIC, PYDICOM_INPUTS, make_synthetic, stored_values, \
     mira_values
 
@@ -49,7 +49,7 @@ def ts_of(path):
 
 def peer_values(path, decoder, tmp_path):
     out = tmp_path / (path.stem + ".peer.dcm")
-    run(*decoder, path, out)
+    decode_with_peer(decoder, path, out)
     return stored_values(out)
 
 

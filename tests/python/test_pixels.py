@@ -32,7 +32,11 @@ DCMTK = {"1.2.840.10008.1.2.4.50": "dcmdjpeg", "1.2.840.10008.1.2.4.51": "dcmdjp
 # mira reports them as unsupported (issue 3 allows this: "else a clear unsupported error").
 TWELVE_BIT_JPEG = {"JPEG-lossy.dcm", "JPGExtended.dcm"}
 # Files broken on purpose: a clear error naming the problem.
+# JPEG2000-embedded-sequence-delimiter.dcm tests fragment parsing: its codestream holds the
+# bytes of a Sequence Delimitation Item where the SIZ marker's image size belongs, so the image
+# is not decodable (gdcmconv --raw fails on it too).
 BROKEN = {"MR_truncated.dcm": b"(7FE0,0010) value length 8192 exceeds",
+          "JPEG2000-embedded-sequence-delimiter.dcm": b"the codestream is 3722445056 x 1024",
           "badVR.dcm": b'Number of Frames: element (0028,0008) value 0 "1A" is not a IS number'}
 
 
