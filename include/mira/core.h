@@ -28,6 +28,7 @@ typedef enum mira_error_code {
     MIRA_ERR_NOT_FOUND = 5,   /* a looked-up thing does not exist */
     MIRA_ERR_ARGUMENT = 6,    /* the caller passed a bad argument */
     MIRA_ERR_LIMIT = 7,       /* a size or count limit was exceeded */
+    MIRA_ERR_CONFLICT = 8,    /* the thing exists already, or changed under us (a duplicate refused) */
 } mira_error_code;
 
 /*

@@ -7,5 +7,6 @@
 #include "mira/dicom.h"
 #include "mira/pixel.h"
 #include "mira/image.h"
+#include "mira/archive.h"
 
 #endif

@@ -20,6 +20,10 @@ int mira_cli_transcode(int argc, char **argv);
 int mira_cli_pixels(int argc, char **argv);
 int mira_cli_render(int argc, char **argv);
 int mira_cli_convert(int argc, char **argv);
+int mira_cli_import(int argc, char **argv);
+int mira_cli_find(int argc, char **argv);
+int mira_cli_stats(int argc, char **argv);
+int mira_cli_check(int argc, char **argv);
 
 /* Print "mira SUB: message" to stderr for an error, and free it. */
 void mira_cli_report(const char *sub, mira_error *err);
@@ -27,5 +31,40 @@ void mira_cli_report(const char *sub, mira_error *err);
 const char *mira_cli_ts_by_name(const char *s);
 /* True if argv[i] is -h or --help. */
 int mira_cli_is_help(const char *arg);
+
+/* ------------------------------------------------------------------ archive commands */
+
+/* The options every archive command takes (--archive, --index, --duplicates). */
+typedef struct mira_archive_cli {
+    const char *dir;
+    const char *index;
+    int duplicates; /* -1: the archive's */
+    const char *storage_ts;
+} mira_archive_cli;
+
+#define MIRA_ARCHIVE_CLI_HELP                                                                      \
+    "  --archive DIR      the archive (default: $MIRA_ARCHIVE, \"archive\" in $MIRA_CONFIG or\n"     \
+    "                     ./mira.json, else ./var)\n"                                              \
+    "  --index URL        the index: sqlite (default) or a PostgreSQL connection string\n"
+
+/* argv[*i] an archive option? 1: taken (and its value); 0: not one; -1: its value is bad. */
+int mira_cli_archive_option(int argc, char **argv, int *i, mira_archive_cli *opts);
+/* The archive folder to use given --archive's value (may be NULL). */
+const char *mira_cli_archive_dir(const char *flag);
+/* Open the archive, reporting a failure as "mira SUB: ..."; create makes a new one. */
+mira_archive *mira_cli_open_archive(const char *sub, const mira_archive_cli *opts, bool create);
+
+/* A progress bar on stderr (only when stderr is a terminal). */
+typedef struct mira_cli_progress {
+    const char *what;
+    uint64_t total;
+    bool enabled;
+    double start, last;
+} mira_cli_progress;
+
+void mira_cli_progress_init(mira_cli_progress *p, const char *what, uint64_t total, bool enabled);
+void mira_cli_progress_update(mira_cli_progress *p, uint64_t done);
+void mira_cli_progress_done(mira_cli_progress *p);
+double mira_cli_progress_seconds(const mira_cli_progress *p);
 
 #endif

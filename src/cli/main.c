@@ -18,6 +18,10 @@ static const command commands[] = {
     {"render", mira_cli_render, "render a frame to PNG (modality LUT, window, presentation)"},
     {"convert", mira_cli_convert, "build a volume from a series and write NIfTI"},
     {"tag", mira_cli_tag, "look up tags, keywords and UIDs in the data dictionary"},
+    {"import", mira_cli_import, "store files, folders, DICOMDIRs and .zip files in the archive"},
+    {"find", mira_cli_find, "query the archive (C-FIND matching) at any level"},
+    {"stats", mira_cli_stats, "count the archive's patients, studies, series and instances"},
+    {"check", mira_cli_check, "verify the index against the blobs (and repair)"},
 };
 
 static void usage(FILE *out)

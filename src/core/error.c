@@ -95,6 +95,7 @@ const char *mira_error_code_name(mira_error_code code)
     case MIRA_ERR_NOT_FOUND: return "Not found";
     case MIRA_ERR_ARGUMENT: return "Invalid argument";
     case MIRA_ERR_LIMIT: return "Limit exceeded";
+    case MIRA_ERR_CONFLICT: return "Conflict";
     }
     return "Unknown error";
 }

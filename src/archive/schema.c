@@ -1,0 +1,196 @@
+/* The index schema and its migrations, one SQL text for both backends. */
+#include "archive/archive_int.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/*
+ * Each migration brings the schema from version i to i + 1 and runs in the same transaction
+ * as the update of schema_version, so an interrupted migration leaves the old version.
+ * Migrations are append-only: a released one is never edited.
+ *
+ * Written for both backends with three placeholders: @PK@ (an auto-increment 64-bit primary
+ * key), @BIG@ (a 64-bit integer) and @PAT@ (the operator class that lets PostgreSQL use an
+ * index for prefix LIKE; nothing for SQLite, whose GLOB uses a plain index).
+ *
+ * Every level keeps the columns of its keys (keys.c): text as written in the file (UTF-8,
+ * padding removed, multiple values joined with '\'), NULL when absent or empty; person names
+ * also lower-cased in <column>_ci, times normalised to HHMMSS.FFFFFF in <column>_n.
+ */
+
+static const char *const migration_1 =
+    "CREATE TABLE patients ("
+    " pk @PK@,"
+    " patient_id TEXT NOT NULL,"
+    " issuer TEXT NOT NULL DEFAULT '',"
+    " patient_name TEXT, patient_name_ci TEXT,"
+    " birth_date TEXT, birth_time TEXT, birth_time_n TEXT,"
+    " sex TEXT, other_ids TEXT, other_names TEXT, other_names_ci TEXT,"
+    " ethnic_group TEXT, comments TEXT,"
+    " num_studies @BIG@ NOT NULL DEFAULT 0, num_series @BIG@ NOT NULL DEFAULT 0,"
+    " num_instances @BIG@ NOT NULL DEFAULT 0, size_bytes @BIG@ NOT NULL DEFAULT 0,"
+    " created_at TEXT NOT NULL, updated_at TEXT NOT NULL,"
+    " UNIQUE (patient_id, issuer));"
+    "CREATE INDEX patients_name ON patients (patient_name @PAT@);"
+    "CREATE INDEX patients_name_ci ON patients (patient_name_ci @PAT@);"
+    "CREATE INDEX patients_id ON patients (patient_id @PAT@);"
+    ""
+    "CREATE TABLE studies ("
+    " pk @PK@,"
+    " patient_pk @BIG@ NOT NULL REFERENCES patients (pk),"
+    " study_uid TEXT NOT NULL UNIQUE,"
+    " study_date TEXT, study_time TEXT, study_time_n TEXT,"
+    " accession TEXT, study_id TEXT, study_description TEXT,"
+    " referring_physician TEXT, referring_physician_ci TEXT,"
+    " reading_physicians TEXT, reading_physicians_ci TEXT,"
+    " admitting_diagnoses TEXT, patient_age TEXT, patient_size TEXT, patient_weight TEXT,"
+    " occupation TEXT, additional_history TEXT,"
+    " modalities TEXT, sop_classes TEXT,"
+    " num_series @BIG@ NOT NULL DEFAULT 0, num_instances @BIG@ NOT NULL DEFAULT 0,"
+    " size_bytes @BIG@ NOT NULL DEFAULT 0,"
+    " created_at TEXT NOT NULL, updated_at TEXT NOT NULL);"
+    "CREATE INDEX studies_patient ON studies (patient_pk);"
+    "CREATE INDEX studies_date ON studies (study_date, study_time_n);"
+    "CREATE INDEX studies_accession ON studies (accession);"
+    "CREATE INDEX studies_updated ON studies (updated_at);"
+    ""
+    "CREATE TABLE study_procedure_codes ("
+    " owner_pk @BIG@ NOT NULL REFERENCES studies (pk) ON DELETE CASCADE,"
+    " item INTEGER NOT NULL,"
+    " code_value TEXT, scheme TEXT, scheme_version TEXT, meaning TEXT);"
+    "CREATE INDEX study_procedure_codes_owner ON study_procedure_codes (owner_pk);"
+    ""
+    "CREATE TABLE series ("
+    " pk @PK@,"
+    " study_pk @BIG@ NOT NULL REFERENCES studies (pk),"
+    " series_uid TEXT NOT NULL UNIQUE,"
+    " series_date TEXT, series_time TEXT, series_time_n TEXT,"
+    " modality TEXT, manufacturer TEXT, institution_name TEXT, station_name TEXT,"
+    " series_description TEXT, department_name TEXT,"
+    " performing_physician TEXT, performing_physician_ci TEXT,"
+    " operators_name TEXT, operators_name_ci TEXT,"
+    " model_name TEXT, body_part TEXT, protocol_name TEXT,"
+    " series_number @BIG@, frame_of_reference_uid TEXT, laterality TEXT,"
+    " pps_start_date TEXT, pps_start_time TEXT, pps_start_time_n TEXT,"
+    " num_instances @BIG@ NOT NULL DEFAULT 0, size_bytes @BIG@ NOT NULL DEFAULT 0,"
+    " created_at TEXT NOT NULL, updated_at TEXT NOT NULL);"
+    "CREATE INDEX series_study ON series (study_pk);"
+    "CREATE INDEX series_modality ON series (modality);"
+    ""
+    "CREATE TABLE series_requests ("
+    " owner_pk @BIG@ NOT NULL REFERENCES series (pk) ON DELETE CASCADE,"
+    " item INTEGER NOT NULL,"
+    " accession TEXT, requested_procedure_description TEXT, sps_description TEXT,"
+    " sps_id TEXT, requested_procedure_id TEXT);"
+    "CREATE INDEX series_requests_owner ON series_requests (owner_pk);"
+    ""
+    "CREATE TABLE instances ("
+    " pk @PK@,"
+    " series_pk @BIG@ NOT NULL REFERENCES series (pk),"
+    " sop_uid TEXT NOT NULL UNIQUE,"
+    " sop_class_uid TEXT, image_type TEXT,"
+    " acquisition_date TEXT, acquisition_time TEXT, acquisition_time_n TEXT,"
+    " content_date TEXT, content_time TEXT, content_time_n TEXT,"
+    " transfer_syntax TEXT, instance_number @BIG@, number_of_frames @BIG@,"
+    " rows @BIG@, columns @BIG@, bits_allocated @BIG@,"
+    " blob TEXT NOT NULL, size_bytes @BIG@ NOT NULL, checksum TEXT NOT NULL,"
+    " received_at TEXT NOT NULL);"
+    "CREATE INDEX instances_series ON instances (series_pk, instance_number);"
+    "CREATE INDEX instances_blob ON instances (blob);"
+    ""
+    /* each value of the multi-valued keys (and sequence-free lists), for exact matching */
+    "CREATE TABLE multi_values ("
+    " owner_level INTEGER NOT NULL, owner_pk @BIG@ NOT NULL, tag @BIG@ NOT NULL,"
+    " value TEXT NOT NULL, value_ci TEXT);"
+    "CREATE INDEX multi_values_owner ON multi_values (owner_level, owner_pk);"
+    "CREATE INDEX multi_values_value ON multi_values (tag, value);"
+    ""
+    /* blobs whose rows were deleted: removed from disk after the commit (and on recovery) */
+    "CREATE TABLE blob_deletions (blob TEXT PRIMARY KEY, checksum TEXT NOT NULL);";
+
+static const char *const migrations[] = {migration_1};
+
+int mira__schema_version(void)
+{
+    return (int)(sizeof migrations / sizeof migrations[0]);
+}
+
+/* The migration text for a backend (owned). */
+static char *dialect(const char *sql, bool postgres)
+{
+    static const struct {
+        const char *token, *sqlite, *postgres;
+    } subs[] = {
+        {"@PK@", "INTEGER PRIMARY KEY", "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"},
+        {"@BIG@", "INTEGER", "BIGINT"},
+        {"@PAT@", "", "text_pattern_ops"},
+    };
+    size_t cap = strlen(sql) * 2 + 1024, n = 0;
+    char *out = mira_malloc(cap);
+    if (!out)
+        return NULL;
+    for (const char *p = sql; *p;) {
+        size_t i;
+        for (i = 0; i < sizeof subs / sizeof subs[0]; i++) {
+            size_t tl = strlen(subs[i].token);
+            if (strncmp(p, subs[i].token, tl) == 0) {
+                const char *r = postgres ? subs[i].postgres : subs[i].sqlite;
+                size_t rl = strlen(r);
+                memcpy(out + n, r, rl);
+                n += rl;
+                p += tl;
+                break;
+            }
+        }
+        if (i == sizeof subs / sizeof subs[0])
+            out[n++] = *p++;
+    }
+    out[n] = 0;
+    return out;
+}
+
+bool mira__schema_migrate(mira__db *db, mira_error **err)
+{
+    bool postgres = strcmp(db->ops->name, "postgresql") == 0;
+    if (!db->ops->begin_write(db, err))
+        return false;
+    /* the version table itself is the same on both backends */
+    if (!mira__db_exec(db, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+                       err))
+        goto fail;
+    int64_t version = 0;
+    bool found = false;
+    if (!mira__db_query_int(db, "SELECT version FROM schema_version", NULL, 0, &version, &found,
+                            err))
+        goto fail;
+    if (!found && !mira__db_exec(db, "INSERT INTO schema_version (version) VALUES (0)", err))
+        goto fail;
+    if (version > mira__schema_version()) {
+        mira_error_set(err, MIRA_ERR_UNSUPPORTED, "Index too new",
+                       "the index has schema version %lld; this mira knows versions up to %d "
+                       "(use a newer mira)",
+                       (long long)version, mira__schema_version());
+        goto fail;
+    }
+    for (int64_t v = version; v < mira__schema_version(); v++) {
+        char *sql = dialect(migrations[v], postgres);
+        if (!sql) {
+            mira_error_set(err, MIRA_ERR_NOMEM, NULL, "schema migration %lld", (long long)v + 1);
+            goto fail;
+        }
+        bool ok = mira__db_exec(db, sql, err);
+        mira_free(sql);
+        if (!ok) {
+            mira_error_prefix(err, "schema migration to version %lld: ", (long long)v + 1);
+            goto fail;
+        }
+        mira__dbval p = mira__db_int(v + 1);
+        if (!db->ops->query(db, "UPDATE schema_version SET version = ?", &p, 1, NULL, NULL, NULL,
+                            err))
+            goto fail;
+    }
+    return mira__db_commit(db, err);
+fail:
+    mira__db_rollback(db);
+    return false;
+}

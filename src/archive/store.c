@@ -1,0 +1,1030 @@
+/* Storing instances: the header parsed once, the blob written durably, rows committed in groups. */
+#include "archive/archive_int.h"
+
+#include "mira/pixel.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/*
+ * The path of one instance (mira_archive_store_*), on the caller's thread:
+ *   1. parse the data set (up to the pixel data) and take the indexed attributes;
+ *   2. write the bytes to tmp/<process>/<blob name>, fdatasync;
+ *   3. queue the record and wait.
+ * The committer thread takes everything queued (up to BATCH records): fsync of the tmp
+ * folder (the new names are durable), one write transaction with a savepoint per record (a
+ * bad record fails alone), COMMIT, then the blobs are renamed into blobs/ and the waiting
+ * callers are told. Many callers storing at once (an import's workers, several
+ * associations) share one commit: the cost of durability is paid per batch, not per file.
+ *
+ * Rows are created by the first instance of a patient, study or series; later instances fill
+ * in attributes that are still empty, never overwrite them. An instance whose series or study
+ * exists already joins it where it is, whatever patient it names.
+ */
+
+#define BATCH 256
+
+struct mira__pending {
+    mira__pending *next;
+    /* input */
+    char blob[MIRA__BLOB_NAME_MAX];
+    char *tmp_path;
+    char checksum[17];
+    uint64_t size;
+    char *values[128]; /* by key index (mira__keys), owned; NULL when absent */
+    char *extra[128];  /* per key: the _ci or _n companion, owned */
+    /* sequence items: rows of item values, by mira__item_keys index */
+    size_t nitems[4];
+    char **items[4];
+    /* output */
+    mira_store_result res;
+    mira_error *err;
+    bool ok, done;
+};
+
+/* ------------------------------------------------------------------ SQL built from the keys */
+
+typedef struct level_sql {
+    char insert[4096];
+    char fill[8192];
+    size_t ninsert; /* parameters of insert */
+} level_sql;
+
+static level_sql sqls[4];
+static char seq_insert[4][1024];
+static char overwrite_sql[8192];
+static pthread_once_t sql_once = PTHREAD_ONCE_INIT;
+
+static bool stored_key(const mira__key *k)
+{
+    return k->column && k->kind != MIRA__KEY_COUNT && k->kind != MIRA__KEY_LIST &&
+           k->kind != MIRA__KEY_SEQ;
+}
+
+static const char *companion(const mira__key *k)
+{
+    return k->kind == MIRA__KEY_PN ? "_ci" : k->kind == MIRA__KEY_TIME ? "_n" : NULL;
+}
+
+static void append(char *dst, size_t cap, const char *fmt, const char *a, const char *b)
+{
+    size_t n = strlen(dst);
+    snprintf(dst + n, cap - n, fmt, a, b ? b : "");
+}
+
+static void build_sql(void)
+{
+    static const char *const parent[4] = {NULL, "patient_pk", "study_pk", "series_pk"};
+    for (int l = 0; l < 4; l++) {
+        level_sql *s = &sqls[l];
+        const char *table = mira__level_table((mira_level)l);
+        char cols[3072] = "", marks[1024] = "";
+        size_t n = 0;
+        s->fill[0] = 0;
+        snprintf(s->fill, sizeof s->fill, "UPDATE %s SET ", table);
+        for (size_t i = 0; i < mira__key_count; i++) {
+            const mira__key *k = &mira__keys[i];
+            if ((int)k->level != l || !stored_key(k))
+                continue;
+            for (int c = 0; c < 2; c++) {
+                const char *suffix = c ? companion(k) : "";
+                if (!suffix)
+                    continue;
+                append(cols, sizeof cols, "%s%s, ", k->column, suffix);
+                append(marks, sizeof marks, "?, ", "", NULL);
+                size_t fl = strlen(s->fill);
+                snprintf(s->fill + fl, sizeof s->fill - fl, "%s%s = COALESCE(%s%s, ?), ", k->column,
+                         suffix, k->column, suffix);
+                n++;
+            }
+        }
+        if (l == MIRA_LEVEL_INSTANCE) {
+            snprintf(s->insert, sizeof s->insert,
+                     "INSERT INTO instances (%sseries_pk, blob, size_bytes, checksum, received_at)"
+                     " VALUES (%s?, ?, ?, ?, ?) RETURNING pk",
+                     cols, marks);
+        } else if (l == MIRA_LEVEL_PATIENT) {
+            /* patient_id and issuer are NOT NULL: '' stands for absent */
+            snprintf(s->insert, sizeof s->insert,
+                     "INSERT INTO patients (%screated_at, updated_at) VALUES (%s?, ?) RETURNING pk",
+                     cols, marks);
+        } else {
+            snprintf(
+                s->insert, sizeof s->insert,
+                "INSERT INTO %s (%s%s, created_at, updated_at) VALUES (%s?, ?, ?) RETURNING pk",
+                table, cols, parent[l], marks);
+        }
+        size_t fl = strlen(s->fill);
+        snprintf(s->fill + fl, sizeof s->fill - fl, "updated_at = ? WHERE pk = ?");
+        s->ninsert = n;
+    }
+    /* an overwrite sets the instance's attributes (fill would keep the old ones) */
+    snprintf(overwrite_sql, sizeof overwrite_sql, "UPDATE instances SET ");
+    for (size_t i = 0; i < mira__key_count; i++) {
+        const mira__key *k = &mira__keys[i];
+        if (k->level != MIRA_LEVEL_INSTANCE || !stored_key(k))
+            continue;
+        append(overwrite_sql, sizeof overwrite_sql, "%s = ?, ", k->column, NULL);
+        if (companion(k))
+            append(overwrite_sql, sizeof overwrite_sql, "%s%s = ?, ", k->column, companion(k));
+    }
+    append(overwrite_sql, sizeof overwrite_sql, "%s",
+           "blob = ?, size_bytes = ?, checksum = ?, received_at = ? WHERE sop_uid = ?", NULL);
+    for (size_t t = 0; t < mira__seq_table_count; t++) {
+        char cols[512] = "", marks[256] = "";
+        for (size_t i = 0; i < mira__item_key_count; i++) {
+            if (mira__item_keys[i].seq != mira__seq_tables[t].seq)
+                continue;
+            append(cols, sizeof cols, ", %s", mira__item_keys[i].column, NULL);
+            append(marks, sizeof marks, ", ?", "", NULL);
+        }
+        snprintf(seq_insert[t], sizeof seq_insert[t],
+                 "INSERT INTO %s (owner_pk, item%s) VALUES (?, ?%s)", mira__seq_tables[t].table,
+                 cols, marks);
+    }
+}
+
+/* ------------------------------------------------------------------ taking the attributes */
+
+static void pending_free(mira__pending *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < 128; i++) {
+        mira_free(p->values[i]);
+        mira_free(p->extra[i]);
+    }
+    for (size_t t = 0; t < 4; t++) {
+        for (size_t i = 0; i < p->nitems[t] * mira__item_key_count; i++)
+            mira_free(p->items[t][i]);
+        mira_free(p->items[t]);
+    }
+    mira_free(p->tmp_path);
+    mira_error_free(p->err);
+    mira_free(p);
+}
+
+/* The value of an element as index text (owned; NULL if absent or empty). */
+static char *value_text(const mira_element *e, mira__key_kind kind, mira_vr vr)
+{
+    if (!e || mira_element_length(e) == 0)
+        return NULL;
+    if (!mira_vr_is_string(mira_element_vr(e))) {
+        int64_t v;
+        if (!mira_element_get_int(e, 0, &v, NULL))
+            return NULL;
+        char buf[32];
+        snprintf(buf, sizeof buf, "%lld", (long long)v);
+        return mira_strdup(buf);
+    }
+    char *s = mira_element_get_text(e, NULL);
+    if (!s)
+        return NULL;
+    /* leading spaces are not significant either (trailing ones are gone already) */
+    char *p = s;
+    while (*p == ' ')
+        p++;
+    if (p != s)
+        memmove(s, p, strlen(p) + 1);
+    if (!*s) {
+        mira_free(s);
+        return NULL;
+    }
+    if (kind == MIRA__KEY_DATE) {
+        char d[9];
+        if (mira__date_normalise(s, d))
+            memcpy(s, d, 9);
+    }
+    (void)vr;
+    return s;
+}
+
+static bool take_values(mira__pending *p, const mira_dataset *ds, mira_error **err)
+{
+    for (size_t i = 0; i < mira__key_count && i < 128; i++) {
+        const mira__key *k = &mira__keys[i];
+        if (!stored_key(k))
+            continue;
+        char *v = value_text(mira_dataset_get(ds, k->tag), k->kind, k->vr);
+        p->values[i] = v;
+        if (v && k->kind == MIRA__KEY_PN) {
+            p->extra[i] = mira__fold_case(v);
+        } else if (v && k->kind == MIRA__KEY_TIME) {
+            char n[14];
+            if (mira__time_normalise(v, '0', n))
+                p->extra[i] = mira_strdup(n);
+        } else if (v && k->kind == MIRA__KEY_INT) {
+            char *end;
+            long long x = strtoll(v, &end, 10);
+            while (*end == ' ')
+                end++;
+            if (*end) { /* not an integer: not indexed */
+                mira_free(p->values[i]);
+                p->values[i] = NULL;
+            } else {
+                char buf[32];
+                snprintf(buf, sizeof buf, "%lld", x);
+                mira_free(p->values[i]);
+                p->values[i] = mira_strdup(buf);
+            }
+        }
+    }
+    for (size_t t = 0; t < mira__seq_table_count; t++) {
+        mira_element *seq = mira_dataset_get(ds, mira__seq_tables[t].seq);
+        size_t n = seq ? mira_element_item_count(seq) : 0;
+        if (n > 64)
+            n = 64;
+        if (!n)
+            continue;
+        p->items[t] = mira_calloc(n * mira__item_key_count, sizeof(char *));
+        if (!p->items[t]) {
+            mira_error_set(err, MIRA_ERR_NOMEM, NULL, "sequence items");
+            return false;
+        }
+        p->nitems[t] = n;
+        for (size_t it = 0; it < n; it++) {
+            const mira_dataset *item = mira_element_item(seq, it);
+            for (size_t j = 0; j < mira__item_key_count; j++) {
+                const mira__item_key *ik = &mira__item_keys[j];
+                if (ik->seq != mira__seq_tables[t].seq)
+                    continue;
+                p->items[t][it * mira__item_key_count + j] =
+                    value_text(mira_dataset_get(item, ik->tag), ik->kind, ik->vr);
+            }
+        }
+    }
+    return true;
+}
+
+static const char *value_of(const mira__pending *p, mira_tag tag)
+{
+    for (size_t i = 0; i < mira__key_count; i++)
+        if (mira__keys[i].tag == tag)
+            return p->values[i];
+    return NULL;
+}
+
+static void set_value(mira__pending *p, mira_tag tag, const char *v)
+{
+    for (size_t i = 0; i < mira__key_count; i++) {
+        if (mira__keys[i].tag == tag) {
+            mira_free(p->values[i]);
+            p->values[i] = v ? mira_strdup(v) : NULL;
+        }
+    }
+}
+
+static bool valid_uid(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || s[i] == '.'))
+            return false;
+    return true;
+}
+
+static void copy_uid(char dst[65], const char *s)
+{
+    snprintf(dst, 65, "%s", s ? s : "");
+}
+
+/* ------------------------------------------------------------------ writing the tmp file */
+
+static bool write_tmp(mira_archive *a, mira__pending *p, const void *data, size_t len,
+                      mira_error **err)
+{
+    size_t n = strlen(a->tmp) + MIRA__BLOB_NAME_MAX + 2;
+    p->tmp_path = mira_malloc(n);
+    if (!p->tmp_path) {
+        mira_error_set(err, MIRA_ERR_NOMEM, NULL, "storing");
+        return false;
+    }
+    snprintf(p->tmp_path, n, "%s/%s", a->tmp, p->blob);
+    int fd = open(p->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        mira_error_set(err, MIRA_ERR_IO, "Cannot store", "%s: %s", p->tmp_path, strerror(errno));
+        return false;
+    }
+    const uint8_t *b = data;
+    size_t left = len;
+    bool ok = true;
+    while (left && ok) {
+        ssize_t w = write(fd, b, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            ok = false;
+            break;
+        }
+        b += w;
+        left -= (size_t)w;
+    }
+    ok = ok && fdatasync(fd) == 0;
+    int saved = errno;
+    ok = close(fd) == 0 && ok;
+    if (!ok) {
+        mira_error_set(err, MIRA_ERR_IO, "Cannot store", "%s: %s", p->tmp_path,
+                       strerror(saved ? saved : errno));
+        unlink(p->tmp_path);
+        return false;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------ the committer */
+
+static bool bind_level(mira__pending *p, mira_level level, mira__dbval *params, size_t *n)
+{
+    for (size_t i = 0; i < mira__key_count; i++) {
+        const mira__key *k = &mira__keys[i];
+        if (k->level != level || !stored_key(k))
+            continue;
+        const char *v = p->values[i];
+        if (k->tag == 0x00100020 || k->tag == 0x00100021)
+            params[(*n)++] = mira__db_text(v ? v : ""); /* NOT NULL columns */
+        else if (k->kind == MIRA__KEY_INT && v)
+            params[(*n)++] = mira__db_int(strtoll(v, NULL, 10));
+        else
+            params[(*n)++] = mira__db_opt(v);
+        if (companion(k))
+            params[(*n)++] = mira__db_opt(p->extra[i]);
+    }
+    return true;
+}
+
+typedef struct row3 {
+    bool found;
+    int64_t a, b;
+    char *s1, *s2;
+} row3;
+
+static bool take_row(void *ctx, const mira__dbval *cols, size_t n)
+{
+    row3 *r = ctx;
+    r->found = true;
+    if (n > 0)
+        r->a = cols[0].type == MIRA__DB_INT ? cols[0].i : 0;
+    if (n > 1)
+        r->b = cols[1].type == MIRA__DB_INT ? cols[1].i : 0;
+    if (n > 2 && cols[2].type == MIRA__DB_TEXT)
+        r->s1 = mira_strdup(cols[2].s);
+    if (n > 3 && cols[3].type == MIRA__DB_TEXT)
+        r->s2 = mira_strdup(cols[3].s);
+    return false;
+}
+
+static void row_clear(row3 *r)
+{
+    mira_free(r->s1);
+    mira_free(r->s2);
+    memset(r, 0, sizeof *r);
+}
+
+/* The values of a level's multi-valued keys, one row each in multi_values: all of them for a
+ * new (or replaced) row; for an existing one only keys it had no value for yet (the way fill
+ * treats the columns). */
+static bool sync_multi(mira__db *db, mira__pending *p, mira_level level, int64_t pk, bool fresh,
+                       mira_error **err)
+{
+    for (size_t i = 0; i < mira__key_count; i++) {
+        const mira__key *k = &mira__keys[i];
+        if (k->level != level || !k->multi || !stored_key(k) || !p->values[i])
+            continue;
+        mira__dbval own[3] = {mira__db_int(level), mira__db_int(pk), mira__db_int(k->tag)};
+        if (!fresh) {
+            int64_t have = 0;
+            if (!mira__db_query_int(db,
+                                    "SELECT count(*) FROM multi_values WHERE owner_level = ?"
+                                    " AND owner_pk = ? AND tag = ?",
+                                    own, 3, &have, NULL, err))
+                return false;
+            if (have)
+                continue;
+        }
+        char *all = mira_strdup(p->values[i]);
+        if (!all) {
+            mira_error_set(err, MIRA_ERR_NOMEM, NULL, "multi-valued attribute");
+            return false;
+        }
+        bool ok = true;
+        for (char *v = all, *next; ok && v; v = next) {
+            char *bs = strchr(v, '\\');
+            next = bs ? bs + 1 : NULL;
+            if (bs)
+                *bs = 0;
+            while (*v == ' ')
+                v++;
+            size_t l = strlen(v);
+            while (l && v[l - 1] == ' ')
+                v[--l] = 0;
+            if (!*v)
+                continue;
+            char *ci = k->kind == MIRA__KEY_PN ? mira__fold_case(v) : NULL;
+            mira__dbval row[5] = {own[0], own[1], own[2], mira__db_text(v), mira__db_text(ci)};
+            ok = db->ops->query(
+                db,
+                "INSERT INTO multi_values (owner_level, owner_pk, tag, value, value_ci)"
+                " VALUES (?, ?, ?, ?, ?)",
+                row, 5, NULL, NULL, NULL, err);
+            mira_free(ci);
+        }
+        mira_free(all);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static bool refresh_instance_multi(mira__db *db, mira__pending *p, const char *sop,
+                                   mira_error **err)
+{
+    int64_t pk = 0;
+    mira__dbval q = mira__db_text(sop);
+    if (!mira__db_query_int(db, "SELECT pk FROM instances WHERE sop_uid = ?", &q, 1, &pk, NULL,
+                            err))
+        return false;
+    mira__dbval own[2] = {mira__db_int(MIRA_LEVEL_INSTANCE), mira__db_int(pk)};
+    return db->ops->query(db, "DELETE FROM multi_values WHERE owner_level = ? AND owner_pk = ?",
+                          own, 2, NULL, NULL, NULL, err) &&
+           sync_multi(db, p, MIRA_LEVEL_INSTANCE, pk, true, err);
+}
+
+/* Insert a level's row, or fill in the empty attributes of the existing one. */
+static bool upsert(mira__db *db, mira__pending *p, mira_level level, int64_t parent,
+                   const char *now, int64_t *pk, mira_error **err)
+{
+    mira__dbval params[160];
+    size_t n = 0;
+    bind_level(p, level, params, &n);
+    if (level != MIRA_LEVEL_PATIENT)
+        params[n++] = mira__db_int(parent);
+    params[n++] = mira__db_text(now);
+    params[n++] = mira__db_text(now);
+    row3 r = {0};
+    bool ok = mira__db_query(db, sqls[level].insert, params, n, take_row, &r, err);
+    *pk = r.a;
+    row_clear(&r);
+    return ok && sync_multi(db, p, level, *pk, true, err);
+}
+
+static bool fill(mira__db *db, mira__pending *p, mira_level level, int64_t pk, const char *now,
+                 mira_error **err)
+{
+    mira__dbval params[160];
+    size_t n = 0;
+    bind_level(p, level, params, &n);
+    params[n++] = mira__db_text(now);
+    params[n++] = mira__db_int(pk);
+    return db->ops->query(db, sqls[level].fill, params, n, NULL, NULL, NULL, err) &&
+           sync_multi(db, p, level, pk, false, err);
+}
+
+/* Add v to a '\'-separated sorted list (owned result), or NULL if it is there already. */
+static char *list_add(const char *list, const char *v)
+{
+    if (!v || !*v)
+        return NULL;
+    size_t vl = strlen(v);
+    const char *p = list ? list : "";
+    const char *insert_at = NULL;
+    while (*p) {
+        const char *e = strchr(p, '\\');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        int c = strncmp(p, v, l < vl ? l : vl);
+        if (c == 0 && l == vl)
+            return NULL;
+        if (!insert_at && (c > 0 || (c == 0 && l > vl)))
+            insert_at = p;
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    size_t ll = list ? strlen(list) : 0;
+    char *out = mira_malloc(ll + vl + 2);
+    if (!out)
+        return NULL;
+    if (!ll) {
+        memcpy(out, v, vl + 1);
+    } else if (!insert_at) {
+        snprintf(out, ll + vl + 2, "%s\\%s", list, v);
+    } else {
+        size_t pre = (size_t)(insert_at - list);
+        memcpy(out, list, pre);
+        memcpy(out + pre, v, vl);
+        out[pre + vl] = '\\';
+        memcpy(out + pre + vl + 1, insert_at, ll - pre + 1);
+    }
+    return out;
+}
+
+static bool insert_items(mira__db *db, mira__pending *p, mira_level level, int64_t owner,
+                         mira_error **err)
+{
+    for (size_t t = 0; t < mira__seq_table_count; t++) {
+        if (mira__seq_tables[t].level != level)
+            continue;
+        for (size_t it = 0; it < p->nitems[t]; it++) {
+            mira__dbval params[32];
+            size_t n = 0;
+            params[n++] = mira__db_int(owner);
+            params[n++] = mira__db_int((int64_t)it);
+            for (size_t j = 0; j < mira__item_key_count; j++)
+                if (mira__item_keys[j].seq == mira__seq_tables[t].seq)
+                    params[n++] = mira__db_opt(p->items[t][it * mira__item_key_count + j]);
+            if (!db->ops->query(db, seq_insert[t], params, n, NULL, NULL, NULL, err))
+                return false;
+        }
+    }
+    return true;
+}
+
+typedef enum outcome { OUT_NEW, OUT_DUPLICATE, OUT_REPLACED, OUT_REFUSED } outcome;
+
+/* One record's rows, inside the batch transaction (and its own savepoint). */
+static bool commit_one(mira_archive *a, mira__db *db, mira__pending *p, const char *now,
+                       outcome *out, char **old_blob, mira_error **err)
+{
+    const char *sop = p->res.sop_instance_uid;
+    mira__dbval q = mira__db_text(sop);
+    row3 inst = {0};
+    if (!mira__db_query(
+            db, "SELECT size_bytes, series_pk, checksum, blob FROM instances WHERE sop_uid = ?", &q,
+            1, take_row, &inst, err))
+        return false;
+    bool ok = true;
+    if (inst.found) {
+        bool identical =
+            (uint64_t)inst.a == p->size && inst.s1 && strcmp(inst.s1, p->checksum) == 0;
+        if (identical || a->duplicates == MIRA_DUPLICATE_KEEP) {
+            *out = OUT_DUPLICATE;
+        } else if (a->duplicates == MIRA_DUPLICATE_REJECT) {
+            *out = OUT_REFUSED;
+            mira_error_set(err, MIRA_ERR_CONFLICT, "Duplicate instance",
+                           "instance %s is in the archive already with other content "
+                           "(duplicate policy: reject)",
+                           sop);
+            ok = false;
+        } else {
+            /* overwrite: the row takes the new attributes and blob, the old blob goes */
+            *out = OUT_REPLACED;
+            mira__dbval params[160];
+            size_t n = 0;
+            bind_level(p, MIRA_LEVEL_INSTANCE, params, &n);
+            params[n++] = mira__db_text(p->blob);
+            params[n++] = mira__db_int((int64_t)p->size);
+            params[n++] = mira__db_text(p->checksum);
+            params[n++] = mira__db_text(now);
+            params[n++] = mira__db_text(sop);
+            int64_t delta = (int64_t)p->size - inst.a;
+            mira__dbval del[2] = {mira__db_text(inst.s2), mira__db_text(inst.s1 ? inst.s1 : "")};
+            mira__dbval cnt[3] = {mira__db_int(delta), mira__db_text(now), mira__db_int(inst.b)};
+            ok = db->ops->query(db, overwrite_sql, params, n, NULL, NULL, NULL, err) &&
+                 db->ops->query(db,
+                                "INSERT INTO blob_deletions (blob, checksum) VALUES (?, ?) "
+                                "ON CONFLICT (blob) DO NOTHING",
+                                del, 2, NULL, NULL, NULL, err) &&
+                 db->ops->query(db,
+                                "UPDATE series SET size_bytes = size_bytes + ?, updated_at = ? "
+                                "WHERE pk = ?",
+                                cnt, 3, NULL, NULL, NULL, err) &&
+                 refresh_instance_multi(db, p, sop, err) &&
+                 db->ops->query(db,
+                                "UPDATE studies SET size_bytes = size_bytes + ?, updated_at = ? "
+                                "WHERE pk = (SELECT study_pk FROM series WHERE pk = ?)",
+                                cnt, 3, NULL, NULL, NULL, err) &&
+                 db->ops->query(db,
+                                "UPDATE patients SET size_bytes = size_bytes + ?, updated_at = ? "
+                                "WHERE pk = (SELECT patient_pk FROM studies WHERE pk = "
+                                "(SELECT study_pk FROM series WHERE pk = ?))",
+                                cnt, 3, NULL, NULL, NULL, err);
+            if (ok && inst.s2)
+                *old_blob = mira_strdup(inst.s2);
+        }
+        row_clear(&inst);
+        return ok;
+    }
+    row_clear(&inst);
+
+    /* a new instance: find or make its series, study and patient */
+    int64_t series_pk = 0, study_pk = 0, patient_pk = 0;
+    bool new_series = false, new_study = false, new_patient = false;
+    char *modalities = NULL, *sop_classes = NULL;
+    row3 r = {0};
+    q = mira__db_text(p->res.series_instance_uid);
+    ok = mira__db_query(db, "SELECT pk, study_pk FROM series WHERE series_uid = ?", &q, 1, take_row,
+                        &r, err);
+    if (ok && r.found) {
+        series_pk = r.a;
+        study_pk = r.b;
+    }
+    row_clear(&r);
+    if (ok && study_pk) {
+        mira__dbval sp = mira__db_int(study_pk);
+        ok = mira__db_query(
+            db, "SELECT pk, patient_pk, modalities, sop_classes FROM studies WHERE pk = ?", &sp, 1,
+            take_row, &r, err);
+    } else if (ok) {
+        q = mira__db_text(p->res.study_instance_uid);
+        ok = mira__db_query(
+            db, "SELECT pk, patient_pk, modalities, sop_classes FROM studies WHERE study_uid = ?",
+            &q, 1, take_row, &r, err);
+    }
+    if (ok && r.found) {
+        study_pk = r.a;
+        patient_pk = r.b;
+        modalities = r.s1;
+        sop_classes = r.s2;
+        r.s1 = r.s2 = NULL;
+    }
+    row_clear(&r);
+    if (ok && !patient_pk) {
+        const char *pid = value_of(p, 0x00100020), *iss = value_of(p, 0x00100021);
+        mira__dbval pq[2] = {mira__db_text(pid ? pid : ""), mira__db_text(iss ? iss : "")};
+        ok = mira__db_query(db, "SELECT pk FROM patients WHERE patient_id = ? AND issuer = ?", pq,
+                            2, take_row, &r, err);
+        if (ok && r.found)
+            patient_pk = r.a;
+        row_clear(&r);
+        if (ok && !patient_pk) {
+            ok = upsert(db, p, MIRA_LEVEL_PATIENT, 0, now, &patient_pk, err);
+            new_patient = true;
+        } else if (ok) {
+            ok = fill(db, p, MIRA_LEVEL_PATIENT, patient_pk, now, err);
+        }
+    }
+    if (ok && !study_pk) {
+        ok = upsert(db, p, MIRA_LEVEL_STUDY, patient_pk, now, &study_pk, err) &&
+             insert_items(db, p, MIRA_LEVEL_STUDY, study_pk, err);
+        new_study = true;
+    } else if (ok && !new_patient) {
+        ok = fill(db, p, MIRA_LEVEL_STUDY, study_pk, now, err);
+    }
+    if (ok && !series_pk) {
+        ok = upsert(db, p, MIRA_LEVEL_SERIES, study_pk, now, &series_pk, err) &&
+             insert_items(db, p, MIRA_LEVEL_SERIES, series_pk, err);
+        new_series = true;
+    } else if (ok) {
+        ok = fill(db, p, MIRA_LEVEL_SERIES, series_pk, now, err);
+    }
+    if (ok) {
+        mira__dbval params[160];
+        size_t n = 0;
+        bind_level(p, MIRA_LEVEL_INSTANCE, params, &n);
+        params[n++] = mira__db_int(series_pk);
+        params[n++] = mira__db_text(p->blob);
+        params[n++] = mira__db_int((int64_t)p->size);
+        params[n++] = mira__db_text(p->checksum);
+        params[n++] = mira__db_text(now);
+        row3 ir = {0};
+        ok = mira__db_query(db, sqls[MIRA_LEVEL_INSTANCE].insert, params, n, take_row, &ir, err) &&
+             sync_multi(db, p, MIRA_LEVEL_INSTANCE, ir.a, true, err);
+        row_clear(&ir);
+    }
+    if (ok) {
+        char *m = new_series ? list_add(modalities, value_of(p, 0x00080060)) : NULL;
+        char *c = list_add(sop_classes, p->res.sop_class_uid);
+        mira__dbval su[3] = {mira__db_int((int64_t)p->size), mira__db_text(now),
+                             mira__db_int(series_pk)};
+        mira__dbval st[7] = {mira__db_int((int64_t)p->size),
+                             mira__db_int(new_series),
+                             mira__db_text(m),
+                             mira__db_text(c),
+                             mira__db_text(now),
+                             mira__db_int(study_pk)};
+        mira__dbval pa[5] = {mira__db_int((int64_t)p->size), mira__db_int(new_series),
+                             mira__db_int(new_study), mira__db_text(now), mira__db_int(patient_pk)};
+        ok = db->ops->query(db,
+                            "UPDATE series SET num_instances = num_instances + 1,"
+                            " size_bytes = size_bytes + ?, updated_at = ? WHERE pk = ?",
+                            su, 3, NULL, NULL, NULL, err) &&
+             db->ops->query(db,
+                            "UPDATE studies SET num_instances = num_instances + 1,"
+                            " size_bytes = size_bytes + ?, num_series = num_series + ?,"
+                            " modalities = COALESCE(?, modalities),"
+                            " sop_classes = COALESCE(?, sop_classes), updated_at = ? WHERE pk = ?",
+                            st, 6, NULL, NULL, NULL, err) &&
+             db->ops->query(db,
+                            "UPDATE patients SET num_instances = num_instances + 1,"
+                            " size_bytes = size_bytes + ?, num_series = num_series + ?,"
+                            " num_studies = num_studies + ?, updated_at = ? WHERE pk = ?",
+                            pa, 5, NULL, NULL, NULL, err);
+        mira_free(m);
+        mira_free(c);
+        *out = OUT_NEW;
+    }
+    mira_free(modalities);
+    mira_free(sop_classes);
+    return ok;
+}
+
+static void commit_batch(mira_archive *a, mira__pending **batch, size_t n)
+{
+    mira__db *db = a->writer;
+    mira_error *err = NULL;
+    outcome outs[BATCH];
+    char *old_blobs[BATCH];
+    memset(old_blobs, 0, sizeof old_blobs);
+    char now[32];
+    mira__now(now);
+    /* the tmp files' names are durable before any row names them */
+    int dfd = open(a->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    bool ok = dfd >= 0 && fsync(dfd) == 0;
+    if (dfd >= 0)
+        close(dfd);
+    if (!ok)
+        mira_error_set(&err, MIRA_ERR_IO, "Cannot store", "syncing %s: %s", a->tmp,
+                       strerror(errno));
+    ok = ok && db->ops->begin_write(db, &err);
+    for (size_t i = 0; ok && i < n; i++) {
+        mira__pending *p = batch[i];
+        if (!mira__db_exec(db, "SAVEPOINT item", &err)) {
+            ok = false;
+            break;
+        }
+        p->ok = commit_one(a, db, p, now, &outs[i], &old_blobs[i], &p->err);
+        if (p->ok) {
+            ok = mira__db_exec(db, "RELEASE SAVEPOINT item", &err);
+        } else {
+            outs[i] = OUT_REFUSED;
+            ok = mira__db_exec(db, "ROLLBACK TO SAVEPOINT item", &err) &&
+                 mira__db_exec(db, "RELEASE SAVEPOINT item", &err);
+        }
+    }
+    ok = ok && mira__db_commit(db, &err);
+    if (!ok) {
+        mira__db_rollback(db);
+        for (size_t i = 0; i < n; i++) {
+            mira__pending *p = batch[i];
+            if (p->ok || !p->err) {
+                mira_error_free(p->err);
+                p->err = NULL;
+                mira_error_set(&p->err, err ? mira_error_get_code(err) : MIRA_ERR_IO,
+                               "Cannot store", "%s",
+                               err ? mira_error_get_message(err) : "the index commit failed");
+            }
+            p->ok = false;
+            unlink(p->tmp_path);
+            mira_free(old_blobs[i]);
+        }
+        mira_error_free(err);
+        return;
+    }
+    /* committed: the blobs go into place; copies not kept go away */
+    bool deletions = false;
+    for (size_t i = 0; i < n; i++) {
+        mira__pending *p = batch[i];
+        if (p->ok && (outs[i] == OUT_NEW || outs[i] == OUT_REPLACED)) {
+            mira_error *perr = NULL;
+            if (!mira__archive_place_blob(a, p->tmp_path, p->blob, &perr)) {
+                /* the row is committed and the blob is safe in tmp: the next open of the
+                 * archive finishes the move; the caller hears of the failure */
+                p->ok = false;
+                p->err = perr;
+            }
+            p->res.status = outs[i] == OUT_NEW ? MIRA_STORE_STORED : MIRA_STORE_REPLACED;
+        } else {
+            unlink(p->tmp_path);
+            if (p->ok)
+                p->res.status = MIRA_STORE_DUPLICATE;
+        }
+        if (old_blobs[i]) {
+            char *f = mira__blob_file(a, old_blobs[i]);
+            if (f)
+                unlink(f);
+            mira_free(f);
+            deletions = true;
+        }
+        mira_free(old_blobs[i]);
+    }
+    if (deletions) {
+        (void)mira__archive_finish_deletions(a, db, NULL);
+    }
+}
+
+static void *committer(void *arg)
+{
+    mira_archive *a = arg;
+    mira__pending *batch[BATCH];
+    pthread_mutex_lock(&a->q_lock);
+    for (;;) {
+        while (!a->q_head && !a->stopping)
+            pthread_cond_wait(&a->q_cond, &a->q_lock);
+        if (!a->q_head && a->stopping)
+            break;
+        size_t n = 0;
+        while (a->q_head && n < BATCH) {
+            batch[n++] = a->q_head;
+            a->q_head = a->q_head->next;
+            a->q_len--;
+        }
+        if (!a->q_head)
+            a->q_tail = NULL;
+        pthread_mutex_unlock(&a->q_lock);
+        commit_batch(a, batch, n);
+        pthread_mutex_lock(&a->q_lock);
+        for (size_t i = 0; i < n; i++)
+            batch[i]->done = true;
+        pthread_cond_broadcast(&a->done_cond);
+    }
+    pthread_mutex_unlock(&a->q_lock);
+    return NULL;
+}
+
+void mira__store_shutdown(mira_archive *a)
+{
+    pthread_mutex_lock(&a->q_lock);
+    bool started = a->committer_started;
+    a->stopping = true;
+    pthread_cond_broadcast(&a->q_cond);
+    pthread_mutex_unlock(&a->q_lock);
+    if (started)
+        pthread_join(a->committer, NULL);
+    a->committer_started = false;
+}
+
+/* Queue a record and wait until the committer is done with it. */
+static bool submit(mira_archive *a, mira__pending *p, mira_error **err)
+{
+    pthread_mutex_lock(&a->q_lock);
+    if (a->stopping) {
+        pthread_mutex_unlock(&a->q_lock);
+        mira_error_set(err, MIRA_ERR_ARGUMENT, "Archive closing", "the archive is being closed");
+        return false;
+    }
+    if (!a->committer_started) {
+        pthread_once(&sql_once, build_sql);
+        if (pthread_create(&a->committer, NULL, committer, a) != 0) {
+            pthread_mutex_unlock(&a->q_lock);
+            mira_error_set(err, MIRA_ERR_IO, "Cannot store", "cannot start the committer thread");
+            return false;
+        }
+        a->committer_started = true;
+    }
+    p->next = NULL;
+    if (a->q_tail)
+        a->q_tail->next = p;
+    else
+        a->q_head = p;
+    a->q_tail = p;
+    a->q_len++;
+    pthread_cond_signal(&a->q_cond);
+    while (!p->done)
+        pthread_cond_wait(&a->done_cond, &a->q_lock);
+    pthread_mutex_unlock(&a->q_lock);
+    return true;
+}
+
+/* ------------------------------------------------------------------ the entry points */
+
+static bool store(mira_archive *a, const uint8_t *data, size_t len, const char *what,
+                  mira_store_result *res, mira_error **err)
+{
+    mira_read_options ro;
+    mira_read_options_init(&ro);
+    ro.stop_before_pixels = true;
+    mira_file *f = mira_file_read_memory(data, len, &ro, false, err);
+    if (!f) {
+        mira_error_prefix(err, "%s: ", what);
+        return false;
+    }
+    mira__pending *p = mira_calloc(1, sizeof *p);
+    if (!p) {
+        mira_file_free(f);
+        mira_error_set(err, MIRA_ERR_NOMEM, NULL, "storing %s", what);
+        return false;
+    }
+    const mira_dataset *ds = mira_file_dataset(f);
+    bool ok = take_values(p, ds, err);
+    const char *sop = value_of(p, 0x00080018), *cls = value_of(p, 0x00080016);
+    const char *study = value_of(p, 0x0020000D), *series = value_of(p, 0x0020000E);
+    const char *missing = !sop      ? "SOP Instance UID (0008,0018)"
+                          : !cls    ? "SOP Class UID (0008,0016)"
+                          : !study  ? "Study Instance UID (0020,000D)"
+                          : !series ? "Series Instance UID (0020,000E)"
+                                    : NULL;
+    if (ok && missing) {
+        mira_error_set(err, MIRA_ERR_INVALID, "Not storable", "%s: no %s", what, missing);
+        ok = false;
+    }
+    if (ok && (!valid_uid(sop) || !valid_uid(study) || !valid_uid(series))) {
+        mira_error_set(err, MIRA_ERR_INVALID, "Not storable",
+                       "%s: a UID is not valid (SOP Instance \"%s\", Study \"%s\", Series \"%s\")",
+                       what, sop, study, series);
+        ok = false;
+    }
+    /* bytes to store: the file as it came, or Part 10 around a raw data set */
+    uint8_t *owned = NULL;
+    const uint8_t *bytes = data;
+    size_t nbytes = len;
+    const char *ts = mira_file_transfer_syntax(f);
+    if (ok && !mira_file_has_preamble(f) && !mira_dataset_get(mira_file_meta(f), 0x00020010)) {
+        mira_file_free(f);
+        ro.stop_before_pixels = false;
+        f = mira_file_read_memory(data, len, &ro, false, err);
+        ok = f && mira_file_write_memory(f, mira_file_transfer_syntax(f), &owned, &nbytes, err);
+        bytes = owned;
+        ts = f ? mira_file_transfer_syntax(f) : "";
+    }
+    if (ok && a->storage_ts && strcmp(a->storage_ts, ts) != 0) {
+        /* storage compression: re-encode the whole file */
+        mira_file_free(f);
+        ro.stop_before_pixels = false;
+        f = mira_file_read_memory(bytes, nbytes, &ro, false, err);
+        uint8_t *re = NULL;
+        size_t rlen = 0;
+        ok = f && mira_file_transcode(f, a->storage_ts, 0, err) &&
+             mira_file_write_memory(f, a->storage_ts, &re, &rlen, err);
+        if (ok) {
+            mira_free(owned);
+            owned = re;
+            bytes = re;
+            nbytes = rlen;
+            ts = a->storage_ts;
+        }
+    }
+    if (ok) {
+        set_value(p, 0x00083002, ts);
+        copy_uid(p->res.sop_instance_uid, sop);
+        copy_uid(p->res.sop_class_uid, cls);
+        copy_uid(p->res.study_instance_uid, study);
+        copy_uid(p->res.series_instance_uid, series);
+        copy_uid(p->res.transfer_syntax, ts);
+        p->res.size = nbytes;
+        p->size = nbytes;
+        mira__checksum(bytes, nbytes, p->checksum);
+        mira__blob_name(sop, mira__generation(a), p->blob);
+        ok = write_tmp(a, p, bytes, nbytes, err);
+    }
+    mira_free(owned);
+    mira_file_free(f);
+    if (ok)
+        ok = submit(a, p, err);
+    if (ok) {
+        ok = p->ok;
+        if (!ok && err && p->err) {
+            *err = p->err;
+            p->err = NULL;
+            mira_error_prefix(err, "%s: ", what);
+        }
+        if (ok && res)
+            *res = p->res;
+    }
+    pending_free(p);
+    return ok;
+}
+
+bool mira_archive_store_memory(mira_archive *a, const void *data, size_t len,
+                               mira_store_result *res, mira_error **err)
+{
+    return store(a, data, len, "data", res, err);
+}
+
+bool mira_archive_store_file(mira_archive *a, const char *path, mira_store_result *res,
+                             mira_error **err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        mira_error_set(err, errno == ENOENT ? MIRA_ERR_NOT_FOUND : MIRA_ERR_IO, "Cannot read",
+                       "%s: %s", path, strerror(errno));
+        return false;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        mira_error_set(err, MIRA_ERR_INVALID, "Cannot read", "%s: not a regular file", path);
+        return false;
+    }
+    size_t len = (size_t)st.st_size;
+    uint8_t *buf = mira_malloc(len ? len : 1);
+    if (!buf) {
+        close(fd);
+        mira_error_set(err, MIRA_ERR_NOMEM, NULL, "reading %s (%zu bytes)", path, len);
+        return false;
+    }
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = read(fd, buf + got, len - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (got != len) {
+        mira_free(buf);
+        mira_error_set(err, MIRA_ERR_IO, "Cannot read", "%s: read %zu of %zu bytes", path, got,
+                       len);
+        return false;
+    }
+    bool ok = store(a, buf, len, path, res, err);
+    mira_free(buf);
+    return ok;
+}
