@@ -22,6 +22,7 @@ static const command commands[] = {
     {"find", mira_cli_find, "query the archive (C-FIND matching) at any level"},
     {"stats", mira_cli_stats, "count the archive's patients, studies, series and instances"},
     {"check", mira_cli_check, "verify the index against the blobs (and repair)"},
+    {"cat", mira_cli_cat, "write a stored instance (by SOP Instance UID) as it is stored"},
 };
 
 static void usage(FILE *out)

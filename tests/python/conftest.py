@@ -82,3 +82,49 @@ def decode_with_peer(decoder, src, dst):
             ds.save_as(relabelled)
             src = relabelled
     subprocess.run([*decoder, str(src), str(dst)], check=True, capture_output=True, timeout=120)
+
+
+# ------------------------------------------------------------------ archives on both backends
+
+# scripts/test.sh starts a real PostgreSQL server and exports MIRA_TEST_POSTGRES, a libpq
+# connection string to a database on it in which the tests may create databases. Without it
+# (a developer's quick run) only SQLite is tested.
+POSTGRES = os.environ.get("MIRA_TEST_POSTGRES", "")
+BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES else [])
+
+
+class Archive:
+    """An empty archive folder for a test, with the index on one backend."""
+
+    def __init__(self, folder, backend, index):
+        self.dir = folder
+        self.backend = backend
+        self.index = index
+        self.args = ["--archive", str(folder)] + (["--index", index] if index else [])
+
+    def run(self, command, *args, check=True, input=None):
+        """`mira COMMAND --archive DIR [--index URL] ARGS...`"""
+        return run_mira(command, *self.args, *args, check=check, input=input)
+
+
+_pg_counter = [0]
+
+
+def new_postgres_database():
+    """A fresh database on the test server; returns its connection string."""
+    import uuid
+    name = f"mira_{os.getpid()}_{uuid.uuid4().hex[:12]}"
+    subprocess.run(["psql", POSTGRES, "-v", "ON_ERROR_STOP=1", "-q", "-c",
+                    f"CREATE DATABASE {name}"], check=True, capture_output=True, timeout=60)
+    # the same server and credentials, another database
+    if "dbname=" in POSTGRES:
+        import re
+        return re.sub(r"dbname=\S+", f"dbname={name}", POSTGRES)
+    return POSTGRES + f" dbname={name}"
+
+
+@pytest.fixture(params=BACKENDS)
+def archive(request, tmp_path):
+    """An empty archive on each backend in turn (SQLite, and PostgreSQL when available)."""
+    index = new_postgres_database() if request.param == "postgresql" else None
+    return Archive(tmp_path / "archive", request.param, index)
