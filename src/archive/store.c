@@ -889,9 +889,19 @@ static bool store(mira_archive *a, const uint8_t *data, size_t len, const char *
     mira_read_options ro;
     mira_read_options_init(&ro);
     ro.stop_before_pixels = true;
-    mira_file *f = mira_file_read_memory(data, len, &ro, false, err);
+    mira_error *rerr = NULL;
+    mira_file *f = mira_file_read_memory(data, len, &ro, false, &rerr);
     if (!f) {
-        mira_error_prefix(err, "%s: ", what);
+        /* without the Part 10 prefix the reader tried a bare data set: say what the file is */
+        bool part10 = len >= 132 && memcmp(data + 128, "DICM", 4) == 0;
+        const char *why = rerr ? mira_error_get_message(rerr) : "unreadable";
+        if (part10)
+            mira_error_set(err, mira_error_get_code(rerr), "Not readable", "%s: %s", what, why);
+        else
+            mira_error_set(err, MIRA_ERR_INVALID, "Not DICOM",
+                           "%s: not a DICOM file (no DICM prefix, and not a bare data set: %s)",
+                           what, why);
+        mira_error_free(rerr);
         return false;
     }
     mira__pending *p = mira_calloc(1, sizeof *p);
