@@ -150,6 +150,47 @@ MIRA_API char *mira_archive_instance_path(mira_archive *a, const char *sop_insta
 
 /* ------------------------------------------------------------------ managing */
 
+/* An entity is named by its level and key: Patient ID (patients), Study / Series / SOP
+ * Instance UID. */
+
+typedef struct mira_delete_result {
+    uint64_t instances, series, studies, patients; /* rows removed */
+    uint64_t bytes;                                /* of the blobs removed */
+} mira_delete_result;
+
+/* Delete an entity with everything under it (rows, then blobs); parents left empty go too,
+ * the others are recounted. MIRA_ERR_NOT_FOUND if nothing matches. out may be NULL. */
+MIRA_API bool mira_archive_delete(mira_archive *a, mira_level level, const char *key,
+                                  mira_delete_result *out, mira_error **err);
+
+/*
+ * Change attributes of every instance of an entity: each element of `changes` replaces the
+ * attribute (an element without a value empties it); each tag of `remove` is taken out. The
+ * instances are rewritten as new versions (durably, like stores; the old blobs go once the
+ * new ones are committed), the index follows, and every change is recorded in the history
+ * with `reason` (may be NULL). Refused (MIRA_ERR_ARGUMENT): the UIDs of the hierarchy, SOP
+ * Class UID, Patient ID and its issuer, file meta and pixel data elements, and indexed
+ * attributes of a level above the entity (change a patient's name on the patient). Text is
+ * UTF-8: a non-ASCII value needs instances whose Specific Character Set is ISO_IR 192 (or
+ * none with ASCII-only text, which then becomes ISO_IR 192). Returns the number of instances
+ * rewritten in *instances (may be NULL). A crash part way leaves some instances changed and
+ * others not; running the same modify again finishes it.
+ */
+MIRA_API bool mira_archive_modify(mira_archive *a, mira_level level, const char *key,
+                                  const mira_dataset *changes, const mira_tag *remove,
+                                  size_t nremove, const char *reason, uint64_t *instances,
+                                  mira_error **err);
+
+/* One recorded change (all borrowed): when (UTC, ISO 8601), the entity, the attribute, its
+ * value before (of the entity's first instance) and after ("" when removed or emptied). */
+typedef bool (*mira_history_fn)(void *ctx, const char *at, mira_level level, const char *entity,
+                                mira_tag tag, const char *old_value, const char *new_value,
+                                const char *reason, uint64_t instances);
+
+/* The history of modifications, oldest first; entity NULL for all of them. */
+MIRA_API bool mira_archive_history(mira_archive *a, const char *entity, mira_history_fn fn,
+                                   void *ctx, mira_error **err);
+
 typedef struct mira_archive_stats {
     uint64_t patients, studies, series, instances;
     uint64_t bytes; /* of all blobs */

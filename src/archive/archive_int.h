@@ -141,6 +141,10 @@ bool mira__archive_place_blob(const mira_archive *a, const char *tmp_path, const
 /* Unlink the blobs listed in blob_deletions that no row names, and empty the list. */
 bool mira__archive_finish_deletions(mira_archive *a, mira__db *db, mira_error **err);
 
+/* Store data as a new version of its instance whatever the duplicate policy (modify). */
+bool mira__archive_store_replace(mira_archive *a, const void *data, size_t len, const char *what,
+                                 mira_store_result *res, mira_error **err);
+
 /* The committer thread (store.c). */
 void mira__store_shutdown(mira_archive *a);
 

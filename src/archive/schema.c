@@ -105,6 +105,13 @@ static const char *const migration_1 =
     "CREATE INDEX multi_values_owner ON multi_values (owner_level, owner_pk);"
     "CREATE INDEX multi_values_value ON multi_values (tag, value);"
     ""
+    /* the history of mira_archive_modify: one row per changed attribute of an entity */
+    "CREATE TABLE modifications ("
+    " pk @PK@, at TEXT NOT NULL, level INTEGER NOT NULL, entity TEXT NOT NULL,"
+    " tag @BIG@ NOT NULL, old_value TEXT, new_value TEXT, reason TEXT,"
+    " instances @BIG@ NOT NULL);"
+    "CREATE INDEX modifications_entity ON modifications (entity);"
+    ""
     /* blobs whose rows were deleted: removed from disk after the commit (and on recovery) */
     "CREATE TABLE blob_deletions (blob TEXT PRIMARY KEY, checksum TEXT NOT NULL);";
 

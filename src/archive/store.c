@@ -36,6 +36,7 @@ struct mira__pending {
     char *tmp_path;
     char checksum[17];
     uint64_t size;
+    mira_duplicate_policy policy; /* the archive's, or an overwrite for modifications */
     char *values[128]; /* by key index (mira__keys), owned; NULL when absent */
     char *extra[128];  /* per key: the _ci or _n companion, owned */
     /* sequence items: rows of item values, by mira__item_keys index */
@@ -562,9 +563,9 @@ static bool commit_one(mira_archive *a, mira__db *db, mira__pending *p, const ch
     if (inst.found) {
         bool identical =
             (uint64_t)inst.a == p->size && inst.s1 && strcmp(inst.s1, p->checksum) == 0;
-        if (identical || a->duplicates == MIRA_DUPLICATE_KEEP) {
+        if (identical || p->policy == MIRA_DUPLICATE_KEEP) {
             *out = OUT_DUPLICATE;
-        } else if (a->duplicates == MIRA_DUPLICATE_REJECT) {
+        } else if (p->policy == MIRA_DUPLICATE_REJECT) {
             *out = OUT_REFUSED;
             mira_error_set(err, MIRA_ERR_CONFLICT, "Duplicate instance",
                            "instance %s is in the archive already with other content "
@@ -884,7 +885,7 @@ static bool submit(mira_archive *a, mira__pending *p, mira_error **err)
 /* ------------------------------------------------------------------ the entry points */
 
 static bool store(mira_archive *a, const uint8_t *data, size_t len, const char *what,
-                  mira_store_result *res, mira_error **err)
+                  mira_duplicate_policy policy, mira_store_result *res, mira_error **err)
 {
     mira_read_options ro;
     mira_read_options_init(&ro);
@@ -905,6 +906,8 @@ static bool store(mira_archive *a, const uint8_t *data, size_t len, const char *
         return false;
     }
     mira__pending *p = mira_calloc(1, sizeof *p);
+    if (p)
+        p->policy = policy;
     if (!p) {
         mira_file_free(f);
         mira_error_set(err, MIRA_ERR_NOMEM, NULL, "storing %s", what);
@@ -993,7 +996,7 @@ static bool store(mira_archive *a, const uint8_t *data, size_t len, const char *
 bool mira_archive_store_memory(mira_archive *a, const void *data, size_t len,
                                mira_store_result *res, mira_error **err)
 {
-    return store(a, data, len, "data", res, err);
+    return store(a, data, len, "data", a->duplicates, res, err);
 }
 
 bool mira_archive_store_file(mira_archive *a, const char *path, mira_store_result *res,
@@ -1034,7 +1037,13 @@ bool mira_archive_store_file(mira_archive *a, const char *path, mira_store_resul
                        len);
         return false;
     }
-    bool ok = store(a, buf, len, path, res, err);
+    bool ok = store(a, buf, len, path, a->duplicates, res, err);
     mira_free(buf);
     return ok;
+}
+
+bool mira__archive_store_replace(mira_archive *a, const void *data, size_t len, const char *what,
+                                 mira_store_result *res, mira_error **err)
+{
+    return store(a, data, len, what, MIRA_DUPLICATE_OVERWRITE, res, err);
 }

@@ -23,6 +23,9 @@ static const command commands[] = {
     {"stats", mira_cli_stats, "count the archive's patients, studies, series and instances"},
     {"check", mira_cli_check, "verify the index against the blobs (and repair)"},
     {"cat", mira_cli_cat, "write a stored instance (by SOP Instance UID) as it is stored"},
+    {"delete", mira_cli_delete, "delete patients, studies, series or instances"},
+    {"modify", mira_cli_modify, "change attributes of a patient, study, series or instance"},
+    {"history", mira_cli_history, "list the modifications made with mira modify"},
 };
 
 static void usage(FILE *out)

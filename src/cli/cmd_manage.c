@@ -1,0 +1,325 @@
+/* mira delete, mira modify and mira history: managing what the archive holds. */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static bool lookup_tag(const char *name, mira_tag *tag, mira_vr *vr)
+{
+    if (mira_tag_parse(name, tag)) {
+        *vr = mira_dict_vr(*tag);
+        return true;
+    }
+    const mira_dict_entry *e = mira_dict_find_keyword(name);
+    if (!e)
+        return false;
+    *tag = e->tag;
+    *vr = mira_dict_entry_vr(e);
+    return true;
+}
+
+/* ------------------------------------------------------------------ delete */
+
+static void delete_usage(FILE *out)
+{
+    fprintf(out, "usage: mira delete [options] --level L KEY...\n\n"
+                 "Delete patients (KEY: Patient ID), studies, series or instances (KEY: their\n"
+                 "UID) with everything under them: index rows first, then the blobs. Parents\n"
+                 "left empty are deleted too.\n\n"
+                 "options:\n" MIRA_ARCHIVE_CLI_HELP
+                 "  --level L          patient, study, series or instance (required)\n"
+                 "  --json             one JSON object per key\n"
+                 "  -h, --help         this help\n\n"
+                 "exit status: 0 all deleted, 1 a key not found or the archive failed, 2 wrong "
+                 "usage\n");
+}
+
+int mira_cli_delete(int argc, char **argv)
+{
+    mira_archive_cli opts = {NULL, NULL, -1, NULL};
+    bool json = false, have_level = false;
+    mira_level level = MIRA_LEVEL_STUDY;
+    const char **keys = calloc((size_t)argc, sizeof *keys);
+    size_t nkeys = 0;
+    int rc = MIRA_EXIT_USAGE;
+    for (int i = 1; i < argc; i++) {
+        int r = mira_cli_archive_option(argc, argv, &i, &opts);
+        if (r < 0) {
+            fprintf(stderr, "mira delete: %s needs a value\n", argv[i]);
+            goto done;
+        }
+        if (r > 0)
+            continue;
+        const char *a = argv[i];
+        if (mira_cli_is_help(a)) {
+            delete_usage(stdout);
+            rc = MIRA_EXIT_OK;
+            goto done;
+        } else if (strcmp(a, "--json") == 0) {
+            json = true;
+        } else if (strcmp(a, "--level") == 0 && i + 1 < argc) {
+            if (!mira_level_from_name(argv[++i], &level)) {
+                fprintf(stderr, "mira delete: --level is patient, study, series or instance\n");
+                goto done;
+            }
+            have_level = true;
+        } else if (a[0] == '-' && a[1] == '-') {
+            fprintf(stderr, "mira delete: unknown option '%s'\n", a);
+            delete_usage(stderr);
+            goto done;
+        } else {
+            keys[nkeys++] = a;
+        }
+    }
+    if (!have_level || !nkeys) {
+        fprintf(stderr, "mira delete: give --level and at least one key\n");
+        delete_usage(stderr);
+        goto done;
+    }
+    mira_archive *ar = mira_cli_open_archive("delete", &opts, false);
+    if (!ar) {
+        rc = MIRA_EXIT_INPUT;
+        goto done;
+    }
+    rc = MIRA_EXIT_OK;
+    for (size_t k = 0; k < nkeys; k++) {
+        mira_delete_result res;
+        mira_error *err = NULL;
+        if (!mira_archive_delete(ar, level, keys[k], &res, &err)) {
+            if (json)
+                printf("{\"key\":\"%s\",\"deleted\":false,\"reason\":\"%s\"}\n", keys[k],
+                       mira_error_code_name(mira_error_get_code(err)));
+            mira_cli_report("delete", err);
+            rc = MIRA_EXIT_INPUT;
+            continue;
+        }
+        if (json)
+            printf("{\"key\":\"%s\",\"deleted\":true,\"instances\":%llu,\"series\":%llu,"
+                   "\"studies\":%llu,\"patients\":%llu,\"bytes\":%llu}\n",
+                   keys[k], (unsigned long long)res.instances, (unsigned long long)res.series,
+                   (unsigned long long)res.studies, (unsigned long long)res.patients,
+                   (unsigned long long)res.bytes);
+        else
+            printf("%s: %llu instances, %llu series, %llu studies, %llu patients deleted\n",
+                   keys[k], (unsigned long long)res.instances, (unsigned long long)res.series,
+                   (unsigned long long)res.studies, (unsigned long long)res.patients);
+    }
+    mira_archive_close(ar);
+done:
+    free(keys);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ modify */
+
+static void modify_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: mira modify [options] --level L KEY --set KEY=VALUE... [--remove KEY]...\n\n"
+            "Change attributes of every instance of a patient (KEY: Patient ID), study, series\n"
+            "or instance (KEY: its UID). The instances are rewritten durably as new versions,\n"
+            "the index follows, and each change is recorded (see mira history). UIDs, Patient\n"
+            "ID, file meta and pixel data cannot be changed; a patient's attributes are changed\n"
+            "on the patient, a study's on the study.\n\n"
+            "options:\n" MIRA_ARCHIVE_CLI_HELP
+            "  --level L          patient, study, series or instance (required)\n"
+            "  --set KEY=VALUE    set an attribute (keyword or GGGG,EEEE; empty VALUE empties)\n"
+            "  --remove KEY       take an attribute out\n"
+            "  --reason TEXT      why (kept in the history)\n"
+            "  -h, --help         this help\n\n"
+            "exit status: 0 modified, 1 not found or refused, 2 wrong usage\n");
+}
+
+int mira_cli_modify(int argc, char **argv)
+{
+    mira_archive_cli opts = {NULL, NULL, -1, NULL};
+    bool have_level = false;
+    mira_level level = MIRA_LEVEL_STUDY;
+    const char *key = NULL, *reason = NULL;
+    mira_dataset *changes = mira_dataset_new(NULL);
+    mira_tag *remove = calloc((size_t)argc, sizeof *remove);
+    size_t nremove = 0;
+    int rc = MIRA_EXIT_USAGE;
+    /* the values given on the command line are UTF-8 */
+    mira_dataset_set_string(changes, 0x00080005, MIRA_VR_CS, "ISO_IR 192", NULL);
+    for (int i = 1; i < argc; i++) {
+        int r = mira_cli_archive_option(argc, argv, &i, &opts);
+        if (r < 0) {
+            fprintf(stderr, "mira modify: %s needs a value\n", argv[i]);
+            goto done;
+        }
+        if (r > 0)
+            continue;
+        const char *a = argv[i];
+        if (mira_cli_is_help(a)) {
+            modify_usage(stdout);
+            rc = MIRA_EXIT_OK;
+            goto done;
+        } else if (strcmp(a, "--level") == 0 && i + 1 < argc) {
+            if (!mira_level_from_name(argv[++i], &level)) {
+                fprintf(stderr, "mira modify: --level is patient, study, series or instance\n");
+                goto done;
+            }
+            have_level = true;
+        } else if (strcmp(a, "--reason") == 0 && i + 1 < argc) {
+            reason = argv[++i];
+        } else if ((strcmp(a, "--set") == 0 || strcmp(a, "--remove") == 0) && i + 1 < argc) {
+            const char *v = argv[++i];
+            char name[128];
+            const char *eq = strchr(v, '=');
+            size_t nl = eq ? (size_t)(eq - v) : strlen(v);
+            mira_tag tag;
+            mira_vr vr;
+            snprintf(name, sizeof name, "%.*s", (int)(nl < 127 ? nl : 127), v);
+            if (!lookup_tag(name, &tag, &vr) || (a[2] == 's' && !eq) || vr == MIRA_VR_SQ) {
+                fprintf(stderr, "mira modify: '%s' is not %s with a known keyword or tag\n", v,
+                        a[2] == 's' ? "KEY=VALUE" : "KEY");
+                goto done;
+            }
+            if (a[2] == 'r') {
+                remove[nremove++] = tag;
+            } else if (mira_vr_is_string(vr)) {
+                mira_dataset_set_string(changes, tag, vr, eq + 1, NULL);
+            } else {
+                char *end;
+                long long x = strtoll(eq + 1, &end, 10);
+                uint8_t b[4] = {(uint8_t)x, (uint8_t)(x >> 8), (uint8_t)(x >> 16),
+                                (uint8_t)(x >> 24)};
+                size_t sz = mira_vr_value_size(vr);
+                if (*end || !sz || sz > 4) {
+                    fprintf(stderr, "mira modify: %s takes a number\n", name);
+                    goto done;
+                }
+                mira_dataset_set_bytes(changes, tag, vr, b, *(eq + 1) ? sz : 0, NULL);
+            }
+        } else if (a[0] == '-' && a[1] == '-') {
+            fprintf(stderr, "mira modify: unknown option '%s'\n", a);
+            modify_usage(stderr);
+            goto done;
+        } else if (!key) {
+            key = a;
+        } else {
+            fprintf(stderr, "mira modify: one KEY at a time\n");
+            goto done;
+        }
+    }
+    mira_dataset_remove(changes, 0x00080005);
+    if (!have_level || !key || (mira_dataset_count(changes) == 0 && nremove == 0)) {
+        fprintf(stderr, "mira modify: give --level, a KEY and at least one --set or --remove\n");
+        modify_usage(stderr);
+        goto done;
+    }
+    mira_archive *ar = mira_cli_open_archive("modify", &opts, false);
+    if (!ar) {
+        rc = MIRA_EXIT_INPUT;
+        goto done;
+    }
+    uint64_t n = 0;
+    mira_error *err = NULL;
+    if (mira_archive_modify(ar, level, key, changes, remove, nremove, reason, &n, &err)) {
+        printf("%s: %llu instances modified\n", key, (unsigned long long)n);
+        rc = MIRA_EXIT_OK;
+    } else {
+        mira_cli_report("modify", err);
+        rc = mira_error_get_code(err) == MIRA_ERR_ARGUMENT ? MIRA_EXIT_INPUT : MIRA_EXIT_INPUT;
+    }
+    mira_archive_close(ar);
+done:
+    mira_dataset_free(changes);
+    free(remove);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ history */
+
+static void history_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: mira history [options] [KEY]\n\n"
+            "List the modifications made with mira modify (of KEY, or all), oldest first.\n\n"
+            "options:\n" MIRA_ARCHIVE_CLI_HELP "  --json             one JSON object per change\n"
+            "  -h, --help         this help\n\n"
+            "exit status: 0 listed, 1 the archive failed, 2 wrong usage\n");
+}
+
+static bool print_change(void *ctx, const char *at, mira_level level, const char *entity,
+                         mira_tag tag, const char *old_value, const char *new_value,
+                         const char *reason, uint64_t instances)
+{
+    bool json = *(bool *)ctx;
+    const mira_dict_entry *de = mira_dict_find(tag);
+    const char *kw = de && de->keyword[0] ? de->keyword : "";
+    if (json) {
+        mira_json_writer *w = mira_json_writer_new(false);
+        mira_json_begin_object(w);
+        mira_json_key(w, "at");
+        mira_json_cstring(w, at);
+        mira_json_key(w, "level");
+        mira_json_cstring(w, mira_level_name(level));
+        mira_json_key(w, "entity");
+        mira_json_cstring(w, entity);
+        char t[16];
+        snprintf(t, sizeof t, "%08X", (unsigned)tag);
+        mira_json_key(w, "tag");
+        mira_json_cstring(w, t);
+        mira_json_key(w, "keyword");
+        mira_json_cstring(w, kw);
+        mira_json_key(w, "old");
+        mira_json_cstring(w, old_value);
+        mira_json_key(w, "new");
+        mira_json_cstring(w, new_value);
+        mira_json_key(w, "reason");
+        mira_json_cstring(w, reason);
+        mira_json_key(w, "instances");
+        mira_json_uint(w, instances);
+        mira_json_end_object(w);
+        size_t len;
+        char *text = mira_json_writer_finish(w, &len, NULL);
+        if (text)
+            printf("%s\n", text);
+        mira_free(text);
+    } else {
+        printf("%s %s %s (%04X,%04X) %s: \"%s\" -> \"%s\" (%llu instances)%s%s\n", at,
+               mira_level_name(level), entity, tag >> 16, tag & 0xFFFF, kw, old_value, new_value,
+               (unsigned long long)instances, *reason ? ": " : "", reason);
+    }
+    return true;
+}
+
+int mira_cli_history(int argc, char **argv)
+{
+    mira_archive_cli opts = {NULL, NULL, -1, NULL};
+    bool json = false;
+    const char *key = NULL;
+    for (int i = 1; i < argc; i++) {
+        int r = mira_cli_archive_option(argc, argv, &i, &opts);
+        if (r < 0) {
+            fprintf(stderr, "mira history: %s needs a value\n", argv[i]);
+            return MIRA_EXIT_USAGE;
+        }
+        if (r > 0)
+            continue;
+        if (mira_cli_is_help(argv[i])) {
+            history_usage(stdout);
+            return MIRA_EXIT_OK;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            json = true;
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "mira history: unknown option '%s'\n", argv[i]);
+            return MIRA_EXIT_USAGE;
+        } else {
+            key = argv[i];
+        }
+    }
+    mira_archive *ar = mira_cli_open_archive("history", &opts, false);
+    if (!ar)
+        return MIRA_EXIT_INPUT;
+    mira_error *err = NULL;
+    bool ok = mira_archive_history(ar, key, print_change, &json, &err);
+    mira_archive_close(ar);
+    if (!ok) {
+        mira_cli_report("history", err);
+        return MIRA_EXIT_INPUT;
+    }
+    return MIRA_EXIT_OK;
+}
