@@ -182,7 +182,8 @@ MIRA_API bool mira_archive_modify(mira_archive *a, mira_level level, const char 
                                   mira_error **err);
 
 /* One recorded change (all borrowed): when (UTC, ISO 8601), the entity, the attribute, its
- * value before (of the entity's first instance) and after ("" when removed or emptied). */
+ * values before (the distinct values its instances had, sorted, joined with '\\') and after
+ * ("" when removed or emptied). */
 typedef bool (*mira_history_fn)(void *ctx, const char *at, mira_level level, const char *entity,
                                 mira_tag tag, const char *old_value, const char *new_value,
                                 const char *reason, uint64_t instances);

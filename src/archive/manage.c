@@ -358,6 +358,51 @@ static char *history_text(const mira_dataset *ds, mira_tag tag)
     return mira_strdup(buf);
 }
 
+/* Add v (owned) to *list, the distinct old values sorted and joined with a backslash. */
+static void old_add(char **list, char *v)
+{
+    if (!v)
+        return;
+    if (!*list) {
+        *list = v;
+        return;
+    }
+    size_t n = 0;
+    char **parts = NULL;
+    for (char *p = *list, *next; p; p = next) {
+        char *bs = strchr(p, '\\');
+        next = bs ? bs + 1 : NULL;
+        char **np = mira_realloc(parts, (n + 2) * sizeof *np);
+        if (!np)
+            break;
+        parts = np;
+        parts[n++] = mira_strndup(p, bs ? (size_t)(bs - p) : strlen(p));
+    }
+    bool have = false;
+    for (size_t i = 0; i < n; i++)
+        have = have || (parts[i] && strcmp(parts[i], v) == 0);
+    if (!have && parts)
+        parts[n++] = v;
+    else
+        mira_free(v);
+    qsort(parts, n, sizeof *parts, cmp_str);
+    size_t len = 1;
+    for (size_t i = 0; i < n; i++)
+        len += (parts[i] ? strlen(parts[i]) : 0) + 1;
+    char *out = mira_malloc(len);
+    if (out) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            k +=
+                (size_t)snprintf(out + k, len - k, "%s%s", i ? "\\" : "", parts[i] ? parts[i] : "");
+        mira_free(*list);
+        *list = out;
+    }
+    for (size_t i = 0; i < n; i++)
+        mira_free(parts[i]);
+    mira_free(parts);
+}
+
 /* Apply the changes to one instance's data set. */
 static bool apply(mira_dataset *ds, const mira_dataset *changes, const mira_tag *remove,
                   size_t nremove, bool *needs_utf8, mira_error **err)
@@ -553,11 +598,10 @@ bool mira_archive_modify(mira_archive *a, mira_level level, const char *key,
             break;
         }
         mira_dataset *ds = mira_file_dataset(f);
-        if (i == 0)
-            for (size_t c = 0; c < nchanges + nremove; c++)
-                old[c] =
+        for (size_t c = 0; c < nchanges + nremove; c++)
+            old_add(&old[c],
                     history_text(ds, c < nchanges ? mira_element_tag(mira_dataset_at(changes, c))
-                                                  : remove[c - nchanges]);
+                                                  : remove[c - nchanges]));
         bool needs_utf8 = false;
         ok = apply(ds, changes, remove, nremove, &needs_utf8, err);
         if (ok && needs_utf8) {
