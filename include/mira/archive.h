@@ -181,6 +181,22 @@ MIRA_API bool mira_archive_modify(mira_archive *a, mira_level level, const char 
                                   size_t nremove, const char *reason, uint64_t *instances,
                                   mira_error **err);
 
+/* Told of each exported instance: its SOP Instance UID and the file written, or the error. */
+typedef void (*mira_export_fn)(void *ctx, const char *sop_instance_uid, const char *path,
+                               const mira_error *err);
+
+/*
+ * Copy the instances matching a query (an identifier as for mira_archive_find, matched at the
+ * instance level: keys of every level may be given) into the folder dir, as stored. With
+ * dicomdir, files are named DICOM/Pnnnnnnn/Snnnnnnn/Ennnnnnn/Innnnnnn (valid DICOM file IDs)
+ * and dir/DICOMDIR indexes them; else dir/<Patient ID>/<Study UID>/<Series UID>/<SOP UID>.dcm.
+ * *count (may be NULL) receives the number of instances written. Fails with
+ * MIRA_ERR_NOT_FOUND if nothing matches.
+ */
+MIRA_API bool mira_archive_export(mira_archive *a, const mira_dataset *identifier, const char *dir,
+                                  bool dicomdir, mira_export_fn fn, void *ctx, uint64_t *count,
+                                  mira_error **err);
+
 /* One recorded change (all borrowed): when (UTC, ISO 8601), the entity, the attribute, its
  * values before (the distinct values its instances had, sorted, joined with '\\') and after
  * ("" when removed or emptied). */

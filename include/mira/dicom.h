@@ -107,6 +107,9 @@ typedef struct mira_ts_info {
 /* Properties of a transfer syntax; false if the UID is not a transfer syntax mira knows. */
 MIRA_API bool mira_ts_lookup(const char *uid, mira_ts_info *out);
 
+/* A new globally unique UID: "2.25." and a random (version 4) UUID as a decimal number. */
+MIRA_API void mira_uid_generate(char out[65]);
+
 /* ------------------------------------------------------------------ data sets */
 
 typedef struct mira_dataset mira_dataset;
@@ -249,6 +252,17 @@ MIRA_API char *mira_dataset_to_json(const mira_dataset *ds, const mira_json_opti
                                     mira_error **err);
 /* A data set from the DICOM JSON model (the object of one instance). */
 MIRA_API mira_dataset *mira_dataset_from_json(const char *json, size_t len, mira_error **err);
+
+/* ------------------------------------------------------------------ DICOMDIR */
+
+/*
+ * Write root/DICOMDIR (atomically) for the DICOM files at the given paths relative to root,
+ * which must be DICOM file IDs: components of 1 to 8 characters of A-Z, 0-9 and _ separated
+ * by '/'. Records: PATIENT, STUDY, SERIES and one per file (IMAGE, SR DOCUMENT, RT DOSE...),
+ * keys copied from the files. fileset_id may be NULL.
+ */
+MIRA_API bool mira_dicomdir_write(const char *root, const char *const *files, size_t nfiles,
+                                  const char *fileset_id, mira_error **err);
 
 #ifdef __cplusplus
 }

@@ -87,6 +87,63 @@ int mira_cli_archive_option(int argc, char **argv, int *i, mira_archive_cli *opt
     return 0;
 }
 
+/* ------------------------------------------------------------------ query keys */
+
+bool mira_cli_lookup_tag(const char *name, mira_tag *tag, mira_vr *vr)
+{
+    if (mira_tag_parse(name, tag)) {
+        *vr = mira_dict_vr(*tag);
+        return true;
+    }
+    const mira_dict_entry *e = mira_dict_find_keyword(name);
+    if (!e)
+        return false;
+    *tag = e->tag;
+    *vr = mira_dict_entry_vr(e);
+    return true;
+}
+
+bool mira_cli_add_key(mira_dataset *ident, const char *arg)
+{
+    char name[256];
+    const char *eq = strchr(arg, '=');
+    size_t nl = eq ? (size_t)(eq - arg) : strlen(arg);
+    if (nl == 0 || nl >= sizeof name)
+        return false;
+    memcpy(name, arg, nl);
+    name[nl] = 0;
+    const char *value = eq ? eq + 1 : "";
+    char *dot = strchr(name, '.');
+    mira_tag tag, itag;
+    mira_vr vr, ivr;
+    if (dot) {
+        *dot = 0;
+        if (!mira_cli_lookup_tag(name, &tag, &vr) || vr != MIRA_VR_SQ ||
+            !mira_cli_lookup_tag(dot + 1, &itag, &ivr))
+            return false;
+        mira_element *seq = mira_dataset_get(ident, tag);
+        if (!seq && !(seq = mira_dataset_set_sequence(ident, tag, NULL)))
+            return false;
+        mira_dataset *item = mira_element_item_count(seq) ? mira_element_item(seq, 0)
+                                                          : mira_element_add_item(seq, NULL);
+        return item && mira_dataset_set_string(item, itag, ivr, value, NULL);
+    }
+    if (!mira_cli_lookup_tag(name, &tag, &vr))
+        return false;
+    if (!*value && mira_dataset_get(ident, tag))
+        return true; /* KEY after KEY=VALUE: it is returned anyway */
+    if (vr == MIRA_VR_SQ) {
+        return mira_dataset_get(ident, tag) || mira_dataset_set_sequence(ident, tag, NULL);
+    }
+    if (!mira_vr_is_string(vr)) {
+        if (*value) /* US keys (Rows...) match as numbers: hand them over as IS */
+            vr = MIRA_VR_IS;
+        else
+            return mira_dataset_set_bytes(ident, tag, vr, NULL, 0, NULL) != NULL;
+    }
+    return mira_dataset_set_string(ident, tag, vr, value, NULL) != NULL;
+}
+
 /* ------------------------------------------------------------------ progress */
 
 static double now_s(void)

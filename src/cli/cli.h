@@ -28,6 +28,7 @@ int mira_cli_cat(int argc, char **argv);
 int mira_cli_delete(int argc, char **argv);
 int mira_cli_modify(int argc, char **argv);
 int mira_cli_history(int argc, char **argv);
+int mira_cli_export(int argc, char **argv);
 
 /* Print "mira SUB: message" to stderr for an error, and free it. */
 void mira_cli_report(const char *sub, mira_error *err);
@@ -57,6 +58,12 @@ int mira_cli_archive_option(int argc, char **argv, int *i, mira_archive_cli *opt
 const char *mira_cli_archive_dir(const char *flag);
 /* Open the archive, reporting a failure as "mira SUB: ..."; create makes a new one. */
 mira_archive *mira_cli_open_archive(const char *sub, const mira_archive_cli *opts, bool create);
+
+/* A keyword or GGGG,EEEE: its tag and dictionary VR. */
+bool mira_cli_lookup_tag(const char *name, mira_tag *tag, mira_vr *vr);
+/* Add KEY[=VALUE] or SEQUENCE.KEY[=VALUE] (KEY a keyword or GGGG,EEEE) to a query
+ * identifier; a bare KEY after KEY=VALUE keeps the value. False if KEY is unknown. */
+bool mira_cli_add_key(mira_dataset *ident, const char *arg);
 
 /* A progress bar on stderr (only when stderr is a terminal). */
 typedef struct mira_cli_progress {

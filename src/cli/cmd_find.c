@@ -35,61 +35,6 @@ static const char *const default_keys[4][10] = {
     {"SeriesInstanceUID", "InstanceNumber", "SOPClassUID", "SOPInstanceUID", NULL},
 };
 
-static bool lookup(const char *name, mira_tag *tag, mira_vr *vr)
-{
-    if (mira_tag_parse(name, tag)) {
-        *vr = mira_dict_vr(*tag);
-        return true;
-    }
-    const mira_dict_entry *e = mira_dict_find_keyword(name);
-    if (!e)
-        return false;
-    *tag = e->tag;
-    *vr = mira_dict_entry_vr(e);
-    return true;
-}
-
-/* Add KEY[=VALUE] (or SEQ.KEY[=VALUE]) to the identifier. */
-static bool add_key(mira_dataset *ident, const char *arg)
-{
-    char name[256];
-    const char *eq = strchr(arg, '=');
-    size_t nl = eq ? (size_t)(eq - arg) : strlen(arg);
-    if (nl == 0 || nl >= sizeof name)
-        return false;
-    memcpy(name, arg, nl);
-    name[nl] = 0;
-    const char *value = eq ? eq + 1 : "";
-    char *dot = strchr(name, '.');
-    mira_tag tag, itag;
-    mira_vr vr, ivr;
-    if (dot) {
-        *dot = 0;
-        if (!lookup(name, &tag, &vr) || vr != MIRA_VR_SQ || !lookup(dot + 1, &itag, &ivr))
-            return false;
-        mira_element *seq = mira_dataset_get(ident, tag);
-        if (!seq && !(seq = mira_dataset_set_sequence(ident, tag, NULL)))
-            return false;
-        mira_dataset *item = mira_element_item_count(seq) ? mira_element_item(seq, 0)
-                                                          : mira_element_add_item(seq, NULL);
-        return item && mira_dataset_set_string(item, itag, ivr, value, NULL);
-    }
-    if (!lookup(name, &tag, &vr))
-        return false;
-    if (!*value && mira_dataset_get(ident, tag))
-        return true; /* KEY after KEY=VALUE: it is returned anyway */
-    if (vr == MIRA_VR_SQ) {
-        return mira_dataset_get(ident, tag) || mira_dataset_set_sequence(ident, tag, NULL);
-    }
-    if (!mira_vr_is_string(vr)) {
-        if (*value) /* US keys (Rows...) match as numbers: hand them over as IS */
-            vr = MIRA_VR_IS;
-        else
-            return mira_dataset_set_bytes(ident, tag, vr, NULL, 0, NULL) != NULL;
-    }
-    return mira_dataset_set_string(ident, tag, vr, value, NULL) != NULL;
-}
-
 typedef struct out_ctx {
     bool json;
     size_t n;
@@ -186,7 +131,7 @@ int mira_cli_find(int argc, char **argv)
             usage(stderr);
             goto done;
         } else {
-            if (!add_key(ident, a)) {
+            if (!mira_cli_add_key(ident, a)) {
                 fprintf(stderr,
                         "mira find: '%s' is not KEY, KEY=VALUE or SEQUENCE.KEY=VALUE "
                         "with a known keyword or tag\n",
@@ -198,7 +143,7 @@ int mira_cli_find(int argc, char **argv)
     }
     if (!nkeys)
         for (size_t k = 0; default_keys[level][k]; k++)
-            add_key(ident, default_keys[level][k]);
+            mira_cli_add_key(ident, default_keys[level][k]);
     mira_archive *ar = mira_cli_open_archive("find", &opts, false);
     if (!ar) {
         rc = MIRA_EXIT_INPUT;

@@ -219,10 +219,11 @@ typedef struct job {
     bool archive_failed;
 } job;
 
+/* "key":"value" (the key is a fixed ASCII name; the value a JSON document of its own) */
 static void json_str(const char *key, const char *v)
 {
     mira_json_writer *w = mira_json_writer_new(false);
-    mira_json_key(w, key);
+    fprintf(stdout, "\"%s\":", key);
     mira_json_cstring(w, v);
     size_t len;
     char *t = mira_json_writer_finish(w, &len, NULL);

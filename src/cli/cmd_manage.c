@@ -4,20 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool lookup_tag(const char *name, mira_tag *tag, mira_vr *vr)
-{
-    if (mira_tag_parse(name, tag)) {
-        *vr = mira_dict_vr(*tag);
-        return true;
-    }
-    const mira_dict_entry *e = mira_dict_find_keyword(name);
-    if (!e)
-        return false;
-    *tag = e->tag;
-    *vr = mira_dict_entry_vr(e);
-    return true;
-}
-
 /* ------------------------------------------------------------------ delete */
 
 static void delete_usage(FILE *out)
@@ -171,7 +157,7 @@ int mira_cli_modify(int argc, char **argv)
             mira_tag tag;
             mira_vr vr;
             snprintf(name, sizeof name, "%.*s", (int)(nl < 127 ? nl : 127), v);
-            if (!lookup_tag(name, &tag, &vr) || (a[2] == 's' && !eq) || vr == MIRA_VR_SQ) {
+            if (!mira_cli_lookup_tag(name, &tag, &vr) || (a[2] == 's' && !eq) || vr == MIRA_VR_SQ) {
                 fprintf(stderr, "mira modify: '%s' is not %s with a known keyword or tag\n", v,
                         a[2] == 's' ? "KEY=VALUE" : "KEY");
                 goto done;

@@ -26,6 +26,7 @@ static const command commands[] = {
     {"delete", mira_cli_delete, "delete patients, studies, series or instances"},
     {"modify", mira_cli_modify, "change attributes of a patient, study, series or instance"},
     {"history", mira_cli_history, "list the modifications made with mira modify"},
+    {"export", mira_cli_export, "copy matching instances to a folder (optionally with a DICOMDIR)"},
 };
 
 static void usage(FILE *out)

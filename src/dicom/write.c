@@ -1,5 +1,6 @@
 /* DICOM PS3.10 writing: any data set in any uncompressed transfer syntax, the exact inverse of reading. */
 #include "file_int.h"
+#include "impl.h"
 
 #include "core/buf.h"
 #include "core/fileio.h"
@@ -14,9 +15,6 @@
 #include <unistd.h>
 #include <zlib.h>
 
-/* mira's implementation class UID (a UUID-derived 2.25 root) and version name. */
-#define MIRA_IMPLEMENTATION_UID "2.25.126519959502276465172202146593746542661"
-#define MIRA_IMPLEMENTATION_NAME "MIRA_010"
 
 typedef struct enc {
     bool explicit_vr;

@@ -35,6 +35,8 @@ def make_inputs(tmp_path):
                     ds.PatientID, ds.PatientName = pid, f"Name^{pid}"
                     ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
                     ds.StudyDescription = f"study {sname}"
+                    ds.StudyDate, ds.StudyTime = f"2024010{len(sname)}", "101500"
+                    ds.StudyID, ds.AccessionNumber = sname, f"ACC{sname}"
                     ds.SeriesDescription = f"series {se}"
                     ds.Modality = "CT" if se % 2 == 0 else "MR"
                     ds.SeriesNumber, ds.InstanceNumber = se + 1, k + 1
