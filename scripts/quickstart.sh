@@ -3,9 +3,9 @@
 #
 # usage: scripts/quickstart.sh
 # Installs the Debian packages of scripts/debian-packages.txt, builds build/ (RelWithDebInfo,
-# the same tree scripts/test.sh uses) and starts the platform on its embedded default. There is
-# no server yet, so for now "starting" means reading a sample CT from pydicom's test set with
-# `build/mira dump` and saying what to try next.
+# the same tree scripts/test.sh uses) and sets the platform up on its embedded default: the
+# archive var/ (SQLite index and blob folder) with pydicom's test files imported. There is no
+# server yet ('mira serve' comes with the DIMSE issue); the archive commands work on var/.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,29 +22,33 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j "$jobs"
 
 # ---------------------------------------------------------------------------------------------
-# START THE PLATFORM: when `mira serve` exists (issues 4-6), this is where it goes:
-#   - build/mira serve --data var/ in the background (embedded default: var/index.db + var/blobs/),
-#     waiting for its health check;
-#   - import the sample data (pydicom's test files) into it, so there is something to see;
-#   - print the web address and how to stop it.
-# Until then, nothing is started: the CLI reads a sample file instead.
+# The platform on its embedded default: the archive in var/ (var/index.db, SQLite, and
+# var/blobs/), with pydicom's test files imported so there is something to see. `mira serve`
+# (DIMSE, DICOMweb, HL7) comes with the next issues; when it exists it starts here, in the
+# background, on this archive.
 # ---------------------------------------------------------------------------------------------
 echo
-echo "quickstart: mira $(build/mira --version | sed 's/^mira //') is built. Reading a sample CT:"
-echo "\$ build/mira dump --no-pixels $sample"
-dump=$(build/mira dump --no-pixels "$sample")
-lines=$(printf '%s\n' "$dump" | wc -l)
-printf '%s\n' "$dump" | head -n 25
-if [ "$lines" -gt 25 ]; then echo "... ($((lines - 25)) more lines)"; fi
+echo "quickstart: mira $(build/mira --version | sed 's/^mira //') is built."
+echo "quickstart: importing pydicom's sample files into the archive var/"
+echo "\$ build/mira import --archive var $pydicom_data/test_files"
+# some sample files are broken or not DICOM on purpose: they are rejected with a reason
+build/mira import --archive var --no-progress "$pydicom_data/test_files" 2>/dev/null || true
+echo
+echo "\$ build/mira stats --archive var"
+build/mira stats --archive var
+echo
+echo "\$ build/mira find --archive var --level study PatientName='*' StudyDate ModalitiesInStudy"
+build/mira find --archive var --level study "PatientName=*" StudyDate ModalitiesInStudy | head -n 12
 
 cat <<EOF
 
-There is no server yet ('mira serve' comes in a later release); the command line works:
-  build/mira --help                          the commands ('mira <command> --help' for each)
-  build/mira dump FILE                       every element of a DICOM file
-  build/mira dump --json --no-pixels FILE    the same as JSON, without the pixel data
-  build/mira json --help                     DICOM <-> the DICOM JSON model
-  build/mira tag PatientName                 look up the data dictionary
-Sample files: $pydicom_data/test_files/
+The archive is var/ (what 'mira' uses when no --archive is given). Try:
+  build/mira --help                                  the commands ('mira <command> --help')
+  build/mira find --level series Modality=MR         C-FIND matching on the archive
+  build/mira find --json PatientName='doe*'          the matches as DICOM JSON
+  build/mira cat SOP_INSTANCE_UID -o out.dcm         an instance as stored
+  build/mira export -o media --dicomdir              the archive as media with a DICOMDIR
+  build/mira check                                   the index against the blobs
+  build/mira dump --no-pixels $sample
 Run the whole test suite with: bash scripts/test.sh
 EOF
