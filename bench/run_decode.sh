@@ -40,6 +40,12 @@ if [ "$(cat "$corpus/.stamp" 2>/dev/null)" != "$stamp" ]; then
     echo "$stamp" >"$corpus/.stamp"
 fi
 
+# One CPU for the single-frame comparison (the last one), if taskset is there.
+pin_one=()
+if command -v taskset >/dev/null && [ "$(nproc)" -gt 1 ]; then
+    pin_one=(taskset -c "$(($(nproc) - 1))")
+fi
+
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mira_failed=0
@@ -47,11 +53,16 @@ mira_failed=0
 # One pass of one side over one set: prints MB/s, "-" (no decoder) or "err"; keeps its line.
 pass() { # side set
     local side=$1 set=$2 l=$corpus/$2.list line rc=0 v
+    # Single-frame sets compare one core each: every side is pinned to one CPU, so that a
+    # peer's threads inside a frame (GDCM's JPEG 2000 decoder runs OpenJPEG on every core)
+    # do not count; gdcmall is GDCM as it comes, unpinned. Multi-frame sets run unpinned.
+    local pin=()
+    [ "${kind[$set]}" = mf ] || [ "$side" = gdcmall ] || pin=("${pin_one[@]}")
     case $side in
-    mira) line=$("$build/bench/mira_decode" --threads 1 "$MODE" "$l" 2>"$work/err") || rc=$? ;;
+    mira) line=$("${pin[@]}" "$build/bench/mira_decode" --threads 1 "$MODE" "$l" 2>"$work/err") || rc=$? ;;
     mira2) line=$("$build/bench/mira_decode" --threads 2 "$MODE" "$l" 2>"$work/err") || rc=$? ;;
-    gdcm) line=$("$build/bench/gdcm_decode" "$MODE" "$l" 2>"$work/err") || rc=$? ;;
-    dcmtk) line=$("$build/bench/dcmtk_decode" "$MODE" "$l" 2>"$work/err") || rc=$? ;;
+    gdcm | gdcmall) line=$("${pin[@]}" "$build/bench/gdcm_decode" "$MODE" "$l" 2>"$work/err") || rc=$? ;;
+    dcmtk) line=$("${pin[@]}" "$build/bench/dcmtk_decode" "$MODE" "$l" 2>"$work/err") || rc=$? ;;
     esac
     echo "$set $side rc=$rc $line" >>"$work/runs.log"
     # Libraries print warnings of their own (GDCM about attributes an image module lacks):
@@ -69,7 +80,7 @@ pass() { # side set
     # CPU time over wall time: 1.0 is one busy thread.
     awk -v l="$line" 'BEGIN{ if (match(l, /seconds=[0-9.]+/)) { s = substr(l, RSTART + 8, RLENGTH - 8) }
         if (match(l, /cpu_s=[0-9.]+/)) { c = substr(l, RSTART + 6, RLENGTH - 6) }
-        if (s > 0) printf "%.2f\n", c / s }' >>"$work/$side.cpu"
+        if (s > 0) printf "%.2f\n", c / s }' >>"$work/$side.${kind[$set]}.cpu"
 }
 
 median() { sort -g | awk '{v[NR]=$1} END{print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
@@ -100,16 +111,23 @@ run_set() { # set sides...
 }
 
 mapfile -t sets < <(cut -f1 "$corpus/sets.tsv")
-declare -A ts_name kind encoder lossless nfiles decoded stored
-while IFS=$'\t' read -r s _ short k enc ll n dec st; do
-    ts_name[$s]=$short kind[$s]=$k encoder[$s]=$enc lossless[$s]=$ll nfiles[$s]=$n
-    decoded[$s]=$dec stored[$s]=$st
+declare -A ts_uid ts_name kind encoder lossless nfiles decoded stored
+while IFS=$'\t' read -r s uid short k enc ll n dec st; do
+    ts_uid[$s]=$uid ts_name[$s]=$short kind[$s]=$k encoder[$s]=$enc lossless[$s]=$ll
+    nfiles[$s]=$n decoded[$s]=$dec stored[$s]=$st
 done <"$corpus/sets.tsv"
+is_j2k() { case ${ts_uid[$1]} in 1.2.840.10008.1.2.4.9? | 1.2.840.10008.1.2.4.20?) return 0 ;; esac; return 1; }
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 for s in "${sets[@]}"; do
     echo "run_decode: $s: warm-up, then $REPS runs of each side"
-    if [ "${kind[$s]}" = mf ]; then run_set "$s" mira mira2 gdcm dcmtk; else run_set "$s" mira gdcm dcmtk; fi
+    if [ "${kind[$s]}" = mf ]; then
+        run_set "$s" mira mira2 gdcm dcmtk
+    elif is_j2k "$s"; then
+        run_set "$s" mira gdcm dcmtk gdcmall
+    else
+        run_set "$s" mira gdcm dcmtk
+    fi
 done
 
 # Do the lossless decodings give the source's values? Each side's checksum against mira's of
@@ -148,7 +166,12 @@ met=0 total=0
     echo "peers:   GDCM $(version libgdcm-dev), DCMTK $(version libdcmtk-dev) (Debian); mira's libraries:" \
         "libjpeg-turbo $(version libjpeg62-turbo), CharLS $(version libcharls2), OpenJPEG $(version libopenjp2-7)"
     echo "load:    $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (/proc/loadavg; $(nproc) = every core busy)"
-    echo "method:  mode $MODE (file: read + decode every frame; decode: decode only); median of $REPS runs after a warm-up run; page cache warm; mira on 1 thread"
+    echo "method:  mode $MODE (file: read + decode every frame; decode: decode only); median of $REPS runs after a warm-up run; page cache warm"
+    if [ ${#pin_one[@]} -gt 0 ]; then
+        echo "         single-frame rows: every side pinned to one CPU (${pin_one[*]}), mira on 1 thread"
+    else
+        echo "         single-frame rows: not pinned (no taskset), mira on 1 thread"
+    fi
     echo
     printf '%-22s %-13s %9s %9s %9s %11s  %-7s %s\n' "MB/s decoded" "image" "mira" "GDCM" "DCMTK" "mira/peer" "parity" "values"
     for s in "${sets[@]}"; do
@@ -165,7 +188,15 @@ met=0 total=0
     done
     echo
     frames=$(sed -n 's/.*multi-frame 512x512 16-bit x \([0-9]*\).*/\1/p' "$corpus/summary.txt")
-    echo "multi-frame, one file of ${frames:-?} frames 512x512 16-bit (12 stored), MB/s; peers decode on one thread"
+    echo "JPEG 2000 single frames on every core: mira decodes a frame on one thread; GDCM as it comes (OpenJPEG's threads)"
+    printf '%-22s %-13s %9s %9s %11s\n' "MB/s decoded" "image" "mira" "GDCM" "mira/GDCM"
+    for s in "${sets[@]}"; do
+        [ "${kind[$s]}" != mf ] && is_j2k "$s" || continue
+        printf '%-22s %-13s %9s %9s %10sx\n' "${ts_name[$s]}" "$(kind_label "${kind[$s]}")" \
+            "${rate[$s.mira]}" "${rate[$s.gdcmall]}" "$(ratio "${rate[$s.mira]}" "${rate[$s.gdcmall]}")"
+    done
+    echo
+    echo "multi-frame, one file of ${frames:-?} frames 512x512 16-bit (12 stored), MB/s; not pinned; DCMTK decodes on one thread, GDCM too except JPEG 2000 (OpenJPEG's threads)"
     printf '%-22s %9s %9s %8s %9s %9s %11s  %s\n' "" "mira 1T" "mira 2T" "speedup" "GDCM" "DCMTK" "mira 2T/peer" "values"
     for s in "${sets[@]}"; do
         [ "${kind[$s]}" = mf ] || continue
@@ -176,9 +207,14 @@ met=0 total=0
     done
     echo
     echo "parity (mira >= the faster peer, 1 thread): $met of $total syntax/image rows that a peer decodes"
-    for side in gdcm dcmtk; do
-        [ -s "$work/$side.cpu" ] && echo "$side CPU time / wall time: at most $(sort -g "$work/$side.cpu" | tail -1) (1.00 = one thread busy)"
-    done
+    maxcpu() { # side kinds...
+        local side=$1
+        shift
+        for k in "$@"; do cat "$work/$side.$k.cpu" 2>/dev/null; done | sort -g | tail -1
+    }
+    echo "CPU time / wall time, at most (1.00 = one thread busy): single-frame rows: mira $(maxcpu mira ct us)," \
+        "GDCM $(maxcpu gdcm ct us), DCMTK $(maxcpu dcmtk ct us); GDCM unpinned $(maxcpu gdcmall ct us);" \
+        "multi-frame: mira 2 threads $(maxcpu mira2 mf), GDCM $(maxcpu gdcm mf), DCMTK $(maxcpu dcmtk mf)"
     echo
     echo "sets (files, MB decoded, compression ratio, encoder):"
     for s in "${sets[@]}"; do
