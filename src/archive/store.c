@@ -24,7 +24,8 @@
  *
  * Rows are created by the first instance of a patient, study or series; later instances fill
  * in attributes that are still empty, never overwrite them. An instance whose series or study
- * exists already joins it where it is, whatever patient it names.
+ * exists already joins it where it is, whatever patient it names (it fills in that patient's
+ * attributes only if it names the same Patient ID and issuer).
  */
 
 #define BATCH 256
@@ -37,8 +38,8 @@ struct mira__pending {
     char checksum[17];
     uint64_t size;
     mira_duplicate_policy policy; /* the archive's, or an overwrite for modifications */
-    char *values[128]; /* by key index (mira__keys), owned; NULL when absent */
-    char *extra[128];  /* per key: the _ci or _n companion, owned */
+    char *values[128];            /* by key index (mira__keys), owned; NULL when absent */
+    char *extra[128];             /* per key: the _ci or _n companion, owned */
     /* sequence items: rows of item values, by mira__item_keys index */
     size_t nitems[4];
     char **items[4];
@@ -659,6 +660,19 @@ static bool commit_one(mira_archive *a, mira__db *db, mira__pending *p, const ch
         } else if (ok) {
             ok = fill(db, p, MIRA_LEVEL_PATIENT, patient_pk, now, err);
         }
+    } else if (ok) {
+        /* the study's patient: the instances that name it fill it in too (one that names
+         * another patient joins the study and leaves the patient alone) */
+        const char *pid = value_of(p, 0x00100020), *iss = value_of(p, 0x00100021);
+        mira__dbval pq[3] = {mira__db_int(patient_pk), mira__db_text(pid ? pid : ""),
+                             mira__db_text(iss ? iss : "")};
+        ok = mira__db_query(
+            db, "SELECT pk FROM patients WHERE pk = ? AND patient_id = ? AND issuer = ?", pq, 3,
+            take_row, &r, err);
+        bool same = r.found;
+        row_clear(&r);
+        if (ok && same)
+            ok = fill(db, p, MIRA_LEVEL_PATIENT, patient_pk, now, err);
     }
     if (ok && !study_pk) {
         ok = upsert(db, p, MIRA_LEVEL_STUDY, patient_pk, now, &study_pk, err) &&
@@ -946,20 +960,24 @@ static bool store(mira_archive *a, const uint8_t *data, size_t len, const char *
         ts = f ? mira_file_transfer_syntax(f) : "";
     }
     if (ok && a->storage_ts && strcmp(a->storage_ts, ts) != 0) {
-        /* storage compression: re-encode the whole file */
-        mira_file_free(f);
+        /* storage compression: the pixel data re-encoded; what the syntax cannot hold (no
+         * pixel data, 32-bit samples for JPEG-LS...) is kept as received, never refused */
         ro.stop_before_pixels = false;
-        f = mira_file_read_memory(bytes, nbytes, &ro, false, err);
+        mira_file *g = mira_file_read_memory(bytes, nbytes, &ro, false, NULL);
         uint8_t *re = NULL;
         size_t rlen = 0;
-        ok = f && mira_file_transcode(f, a->storage_ts, 0, err) &&
-             mira_file_write_memory(f, a->storage_ts, &re, &rlen, err);
-        if (ok) {
+        bool done = g && mira_dataset_get(mira_file_dataset(g), 0x7FE00010) &&
+                    mira_file_transcode(g, a->storage_ts, 0, NULL) &&
+                    mira_file_write_memory(g, a->storage_ts, &re, &rlen, NULL);
+        mira_file_free(g);
+        if (done) {
             mira_free(owned);
             owned = re;
             bytes = re;
             nbytes = rlen;
             ts = a->storage_ts;
+        } else {
+            mira_free(re);
         }
     }
     if (ok) {

@@ -84,6 +84,15 @@ int mira_cli_archive_option(int argc, char **argv, int *i, mira_archive_cli *opt
         }
         return 1;
     }
+    if (strcmp(a, "--storage-ts") == 0) {
+        if (*i + 1 >= argc)
+            return -1;
+        const char *v = mira_cli_ts_by_name(argv[++*i]);
+        if (*v && !mira_pixels_can_encode(v))
+            return -1;
+        opts->storage_ts = v;
+        return 1;
+    }
     return 0;
 }
 

@@ -21,6 +21,9 @@ static void usage(FILE *out)
             "options:\n" MIRA_ARCHIVE_CLI_HELP
             "  --duplicates P     an instance stored already: keep (default), overwrite or\n"
             "                     reject (identical copies are always just duplicates)\n"
+            "  --storage-ts TS    store pixel data re-encoded losslessly: rle, jpegls, j2k or a\n"
+            "                     UID (\"\" keeps what comes; default: the archive config's\n"
+            "                     storage_transfer_syntax, which a new archive records)\n"
             "  --threads N        files stored in parallel (default: 2 per core, at most 16)\n"
             "  --json             one JSON object per input as it is decided, then a summary\n"
             "  --no-progress      no progress bar (it is shown only on a terminal anyway)\n"
