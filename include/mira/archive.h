@@ -133,8 +133,9 @@ typedef bool (*mira_find_fn)(void *ctx, const mira_dataset *match);
  * sequence matching on the indexed sequences, "" for empty value matching); empty keys are
  * return keys. Keys of the levels above can be given too (they match and are returned).
  * Results come in a stable order (by the level's keys: patient ID, study date and time,
- * series number, instance number), then limit and offset apply. Text in the results is
- * UTF-8 (Specific Character Set ISO_IR 192 is set when the identifier has text keys).
+ * series number, instance number; missing values last, ties in the order the entities were
+ * created), then limit and offset apply. Text in the results is UTF-8 (Specific Character
+ * Set ISO_IR 192 is set when the identifier has text keys).
  */
 MIRA_API bool mira_archive_find(mira_archive *a, mira_level level, const mira_dataset *identifier,
                                 const mira_find_options *opt, mira_find_fn fn, void *ctx,

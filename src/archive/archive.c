@@ -207,6 +207,7 @@ static bool write_config(const mira_archive *a, const char *path, mira_error **e
     mira_json_end_object(w);
     size_t len;
     char *text = mira_json_writer_finish(w, &len, err);
+    mira_json_writer_free(w);
     if (!text)
         return false;
     bool ok = mira__write_file_atomic(path, text, len, err);

@@ -12,12 +12,14 @@
  *  - universal (empty key, or "*"): no condition; the key is only returned;
  *  - single value: equality (person names on the lower-cased column when names are matched
  *    case-insensitively; times and dates on their normalised forms; IS numerically);
- *  - wild card (* and ? in AE, CS, LO, LT, PN, SH, ST, UC, UR, UT keys): GLOB in SQLite,
- *    LIKE with escapes in PostgreSQL, which treat * ? and % _ the same way DICOM does;
+ *  - wild card (* and ? in AE, CS, LO, LT, PN, SH, ST, UC, UR, UT keys; in the others, such
+ *    as DS and AS, they are characters of a single value): GLOB in SQLite, LIKE with escapes
+ *    in PostgreSQL, so that % _ [ are characters like any other;
  *  - list of UID: IN (...);
  *  - range (DA, TM: "a-b", "-b", "a-"): >= and <=, an open end left out; a time bound with
  *    fewer components covers all of them (an upper 1230 is 12:30:59.999999);
- *  - empty value (a key of two QUOTATION MARKs, C.2.2.2.? "Empty Value Matching"): IS NULL;
+ *  - empty value (a key of two QUOTATION MARKs, C.2.2.2.7 "Empty Value Matching"): IS NULL
+ *    (= '' for Patient ID and its issuer, whose columns keep '' for absent);
  *  - sequence (Procedure Code, Request Attributes): EXISTS on the child table with every item
  *    key that has a value; the matching items are returned;
  *  - several values separated by '\' in a non-UID key: any of them (OR), as most archives do
@@ -71,6 +73,27 @@ static bool has_wildcards(const char *v)
     return strpbrk(v, "*?") != NULL;
 }
 
+/* The VRs whose keys do Wild Card Matching (PS3.4 C.2.2.2.4); in the others (DS, AS...) a
+ * '*' or '?' is just a character of a single value. */
+static bool wildcard_vr(mira_vr vr)
+{
+    switch (vr) {
+    case MIRA_VR_AE:
+    case MIRA_VR_CS:
+    case MIRA_VR_LO:
+    case MIRA_VR_LT:
+    case MIRA_VR_PN:
+    case MIRA_VR_SH:
+    case MIRA_VR_ST:
+    case MIRA_VR_UC:
+    case MIRA_VR_UR:
+    case MIRA_VR_UT:
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* A DICOM wild card pattern in the backend's syntax (owned). */
 static char *pattern(const char *v, bool glob)
 {
@@ -100,15 +123,16 @@ static char *pattern(const char *v, bool glob)
     return out;
 }
 
-/* Append "col = ?" or "col GLOB ?" for one value of a text key. */
-static void text_condition(query *q, const char *col, const char *value, bool fold)
+/* Append "col = ?" or "col GLOB ?" (wild: the key's VR does wild cards) for one value of a
+ * text key. */
+static void text_condition(query *q, const char *col, const char *value, bool fold, bool wild)
 {
     char *v = fold ? mira__fold_case(value) : mira_strdup(value);
     if (!v) {
         q->full = true;
         return;
     }
-    if (has_wildcards(v)) {
+    if (wild && has_wildcards(v)) {
         char *pat = pattern(v, q->glob);
         mira_free(v);
         mira__buf_printf(&q->where, q->glob ? "%s GLOB ?" : "%s LIKE ? ESCAPE '\\'", col);
@@ -191,10 +215,10 @@ static bool range_condition(query *q, const char *col, const char *value, bool i
     return true;
 }
 
-/* The condition for one key value on column col of the table aliased `t` (may be several
- * values, ORed). */
-static void value_condition(query *q, mira__key_kind kind, const char *t, const char *column,
-                            const char *value, mira_error **err)
+/* The condition for one key value (of VR vr) on column col of the table aliased `t` (may be
+ * several values, ORed). */
+static void value_condition(query *q, mira__key_kind kind, mira_vr vr, const char *t,
+                            const char *column, const char *value, mira_error **err)
 {
     size_t n = 0;
     char **vals = split_values(value, &n);
@@ -244,11 +268,11 @@ static void value_condition(query *q, mira__key_kind kind, const char *t, const 
         }
         case MIRA__KEY_PN:
             snprintf(col, sizeof col, q->ci ? "%s.%s_ci" : "%s.%s", t, column);
-            text_condition(q, col, v, q->ci);
+            text_condition(q, col, v, q->ci, true);
             break;
         default:
             snprintf(col, sizeof col, "%s.%s", t, column);
-            text_condition(q, col, v, false);
+            text_condition(q, col, v, false, wildcard_vr(vr));
             break;
         }
     }
@@ -280,8 +304,8 @@ static void multi_condition(query *q, const mira__key *k, const char *value, mir
                      "EXISTS (SELECT 1 FROM multi_values mv WHERE mv.owner_level = %d AND "
                      "mv.owner_pk = %s.pk AND mv.tag = %u AND ",
                      (int)k->level, alias[k->level], (unsigned)k->tag);
-    value_condition(q, k->kind == MIRA__KEY_PN ? MIRA__KEY_PN : MIRA__KEY_TEXT, "mv", "value",
-                    value, err);
+    value_condition(q, k->kind == MIRA__KEY_PN ? MIRA__KEY_PN : MIRA__KEY_TEXT, k->vr, "mv",
+                    "value", value, err);
     mira__buf_puts(&q->where, ")");
 }
 
@@ -293,13 +317,13 @@ static void list_condition(query *q, const mira__key *k, const char *value, mira
         mira__buf_printf(&q->where,
                          "EXISTS (SELECT 1 FROM series ls WHERE ls.study_pk = %s.pk AND ",
                          alias[MIRA_LEVEL_STUDY]);
-        value_condition(q, MIRA__KEY_TEXT, "ls", "modality", value, err);
+        value_condition(q, MIRA__KEY_TEXT, MIRA_VR_CS, "ls", "modality", value, err);
     } else {
         mira__buf_printf(&q->where,
                          "EXISTS (SELECT 1 FROM instances li JOIN series ls ON ls.pk = li.series_pk"
                          " WHERE ls.study_pk = %s.pk AND ",
                          alias[MIRA_LEVEL_STUDY]);
-        value_condition(q, MIRA__KEY_UID, "li", "sop_class_uid", value, err);
+        value_condition(q, MIRA__KEY_UID, MIRA_VR_UI, "li", "sop_class_uid", value, err);
     }
     mira__buf_puts(&q->where, ")");
 }
@@ -370,7 +394,7 @@ static bool item_conditions(query *q, const mira_element *seq, mira_error **err)
             if (is_empty_match(v)) {
                 mira__buf_printf(&q->where, "c.%s IS NULL", ik->column);
             } else {
-                value_condition(q, ik->kind, "c", ik->column, v, err);
+                value_condition(q, ik->kind, ik->vr, "c", ik->column, v, err);
             }
             any = true;
         }
@@ -567,16 +591,28 @@ static void from_clause(mira__buf *sql, mira_level level)
         mira__buf_puts(sql, joins[l]);
 }
 
-static const char *order_by(mira_level level)
+/* Missing values last ('' is an absent Patient ID), ties in insertion order. Text sorts by
+ * code point on both backends: PostgreSQL would otherwise use the database's collation. */
+static void order_by(mira__buf *sql, mira_level level, bool glob)
 {
-    static const char *const orders[4] = {
-        " ORDER BY t0.patient_id, t0.pk",
-        " ORDER BY (t1.study_date IS NULL), t1.study_date, (t1.study_time_n IS NULL), "
-        "t1.study_time_n, t1.pk",
-        " ORDER BY (t2.series_number IS NULL), t2.series_number, t2.pk",
-        " ORDER BY (t3.instance_number IS NULL), t3.instance_number, t3.pk",
-    };
-    return orders[level];
+    const char *c = glob ? "" : " COLLATE \"C\"";
+    switch (level) {
+    case MIRA_LEVEL_PATIENT:
+        mira__buf_printf(sql, " ORDER BY (t0.patient_id = ''), t0.patient_id%s, t0.pk", c);
+        break;
+    case MIRA_LEVEL_STUDY:
+        mira__buf_printf(sql,
+                         " ORDER BY (t1.study_date IS NULL), t1.study_date%s,"
+                         " (t1.study_time_n IS NULL), t1.study_time_n%s, t1.pk",
+                         c, c);
+        break;
+    case MIRA_LEVEL_SERIES:
+        mira__buf_puts(sql, " ORDER BY (t2.series_number IS NULL), t2.series_number, t2.pk");
+        break;
+    default:
+        mira__buf_puts(sql, " ORDER BY (t3.instance_number IS NULL), t3.instance_number, t3.pk");
+        break;
+    }
 }
 
 bool mira_archive_find(mira_archive *a, mira_level level, const mira_dataset *identifier,
@@ -660,20 +696,23 @@ bool mira_archive_find(mira_archive *a, mira_level level, const mira_dataset *id
         }
         if (is_empty_match(v)) {
             and(q);
-            mira__buf_printf(&q->where, "%s.%s IS NULL", alias[k->level], k->column);
+            if (k->tag == 0x00100020 || k->tag == 0x00100021) /* NOT NULL: '' is absent */
+                mira__buf_printf(&q->where, "%s.%s = ''", alias[k->level], k->column);
+            else
+                mira__buf_printf(&q->where, "%s.%s IS NULL", alias[k->level], k->column);
         } else if (k->kind == MIRA__KEY_LIST) {
             list_condition(q, k, v, err);
         } else if (k->multi) {
             multi_condition(q, k, v, err);
         } else {
             and(q);
-            value_condition(q, k->kind, alias[k->level], k->column, v, err);
+            value_condition(q, k->kind, k->vr, alias[k->level], k->column, v, err);
         }
         mira_free(v);
     }
     from_clause(&sql, level);
     mira__buf_append(&sql, q->where.data, q->where.len);
-    mira__buf_puts(&sql, order_by(level));
+    order_by(&sql, level, q->glob);
     if (opt->limit || opt->offset) {
         mira__buf_puts(&sql, " LIMIT ? OFFSET ?");
         param(q, mira__db_int(opt->limit ? (int64_t)opt->limit : INT64_MAX));

@@ -526,23 +526,50 @@ static char *list_add(const char *list, const char *v)
     return out;
 }
 
+/* The items of sequence table t of a row (a study or series) from the instance. */
+static bool insert_table_items(mira__db *db, mira__pending *p, size_t t, int64_t owner,
+                               mira_error **err)
+{
+    for (size_t it = 0; it < p->nitems[t]; it++) {
+        mira__dbval params[32];
+        size_t n = 0;
+        params[n++] = mira__db_int(owner);
+        params[n++] = mira__db_int((int64_t)it);
+        for (size_t j = 0; j < mira__item_key_count; j++)
+            if (mira__item_keys[j].seq == mira__seq_tables[t].seq)
+                params[n++] = mira__db_opt(p->items[t][it * mira__item_key_count + j]);
+        if (!db->ops->query(db, seq_insert[t], params, n, NULL, NULL, NULL, err))
+            return false;
+    }
+    return true;
+}
+
 static bool insert_items(mira__db *db, mira__pending *p, mira_level level, int64_t owner,
                          mira_error **err)
 {
+    for (size_t t = 0; t < mira__seq_table_count; t++)
+        if (mira__seq_tables[t].level == level && !insert_table_items(db, p, t, owner, err))
+            return false;
+    return true;
+}
+
+/* An existing row with no items of a sequence yet takes the instance's (the way fill treats
+ * the columns); one that has some keeps them. */
+static bool fill_items(mira__db *db, mira__pending *p, mira_level level, int64_t owner,
+                       mira_error **err)
+{
     for (size_t t = 0; t < mira__seq_table_count; t++) {
-        if (mira__seq_tables[t].level != level)
+        if (mira__seq_tables[t].level != level || !p->nitems[t])
             continue;
-        for (size_t it = 0; it < p->nitems[t]; it++) {
-            mira__dbval params[32];
-            size_t n = 0;
-            params[n++] = mira__db_int(owner);
-            params[n++] = mira__db_int((int64_t)it);
-            for (size_t j = 0; j < mira__item_key_count; j++)
-                if (mira__item_keys[j].seq == mira__seq_tables[t].seq)
-                    params[n++] = mira__db_opt(p->items[t][it * mira__item_key_count + j]);
-            if (!db->ops->query(db, seq_insert[t], params, n, NULL, NULL, NULL, err))
-                return false;
-        }
+        char sql[128];
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM %s WHERE owner_pk = ?",
+                 mira__seq_tables[t].table);
+        mira__dbval own = mira__db_int(owner);
+        int64_t have = 0;
+        if (!mira__db_query_int(db, sql, &own, 1, &have, NULL, err))
+            return false;
+        if (!have && !insert_table_items(db, p, t, owner, err))
+            return false;
     }
     return true;
 }
@@ -679,14 +706,16 @@ static bool commit_one(mira_archive *a, mira__db *db, mira__pending *p, const ch
              insert_items(db, p, MIRA_LEVEL_STUDY, study_pk, err);
         new_study = true;
     } else if (ok && !new_patient) {
-        ok = fill(db, p, MIRA_LEVEL_STUDY, study_pk, now, err);
+        ok = fill(db, p, MIRA_LEVEL_STUDY, study_pk, now, err) &&
+             fill_items(db, p, MIRA_LEVEL_STUDY, study_pk, err);
     }
     if (ok && !series_pk) {
         ok = upsert(db, p, MIRA_LEVEL_SERIES, study_pk, now, &series_pk, err) &&
              insert_items(db, p, MIRA_LEVEL_SERIES, series_pk, err);
         new_series = true;
     } else if (ok) {
-        ok = fill(db, p, MIRA_LEVEL_SERIES, series_pk, now, err);
+        ok = fill(db, p, MIRA_LEVEL_SERIES, series_pk, now, err) &&
+             fill_items(db, p, MIRA_LEVEL_SERIES, series_pk, err);
     }
     if (ok) {
         mira__dbval params[160];

@@ -93,6 +93,13 @@ int mira_cli_find(int argc, char **argv)
     mira_dataset *ident = mira_dataset_new(NULL);
     size_t nkeys = 0;
     int rc = MIRA_EXIT_USAGE;
+    /* the values on the command line are UTF-8: without this, text keys would be read in the
+     * default repertoire and a non-ASCII value would match nothing */
+    if (!ident || !mira_dataset_set_string(ident, 0x00080005, MIRA_VR_CS, "ISO_IR 192", NULL)) {
+        fprintf(stderr, "mira find: out of memory\n");
+        mira_dataset_free(ident);
+        return MIRA_EXIT_INPUT;
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = mira_cli_archive_option(argc, argv, &i, &opts);
@@ -156,6 +163,8 @@ int mira_cli_find(int argc, char **argv)
         bool first = true;
         for (size_t i = 0; i < mira_dataset_count(ident); i++) {
             mira_tag tag = mira_element_tag(mira_dataset_at(ident, i));
+            if (tag == 0x00080005 || tag == 0x00080052) /* not columns (see print_match) */
+                continue;
             const mira_dict_entry *de = mira_dict_find(tag);
             printf("%s%s", first ? "" : "\t", de && de->keyword ? de->keyword : "?");
             first = false;

@@ -230,6 +230,7 @@ static void json_str(const char *key, const char *v)
     mira_json_cstring(w, v);
     size_t len;
     char *t = mira_json_writer_finish(w, &len, NULL);
+    mira_json_writer_free(w);
     if (t)
         fwrite(t, 1, len, stdout);
     mira_free(t);
