@@ -261,6 +261,7 @@ static bool print_change(void *ctx, const char *at, mira_level level, const char
         mira_json_end_object(w);
         size_t len;
         char *text = mira_json_writer_finish(w, &len, NULL);
+        mira_json_writer_free(w);
         if (text)
             printf("%s\n", text);
         mira_free(text);
