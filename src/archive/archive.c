@@ -390,8 +390,28 @@ bool mira__archive_finish_deletions(mira_archive *a, mira__db *db, mira_error **
     return ok;
 }
 
+/*
+ * A PostgreSQL server finishes a COMMIT it has received even when the client that sent it was
+ * killed while waiting for the answer: for a few moments after a crash, rows naming blobs in
+ * the dead process's tmp folder may still be on their way. Recovery must not look before they
+ * land (it would remove a committed blob). Any transaction that writes rows naming blobs holds
+ * ROW EXCLUSIVE on instances until it ends, so taking SHARE waits for every one in flight. A
+ * transaction that is only idle (its client gone, the server not told yet) never commits; the
+ * timeout keeps recovery from waiting for it, or for a long batch of a live writer.
+ */
+static void await_commits(mira_archive *a, mira__db *db)
+{
+    if (!a->postgres || !mira__db_exec(db, "BEGIN", NULL))
+        return;
+    if (mira__db_exec(db, "SET LOCAL lock_timeout = '5s'", NULL) &&
+        mira__db_exec(db, "LOCK TABLE instances IN SHARE MODE", NULL) && mira__db_commit(db, NULL))
+        return;
+    mira__db_rollback(db);
+}
+
 bool mira__archive_recover(mira_archive *a, mira__db *db, mira_error **err)
 {
+    await_commits(a, db);
     char *tmp_root = join(a->dir, "tmp");
     if (!tmp_root) {
         mira_error_set(err, MIRA_ERR_NOMEM, NULL, "recovery");
@@ -544,17 +564,21 @@ void mira_archive_close(mira_archive *a)
     if (!a)
         return;
     mira__store_shutdown(a);
+    /* What is left in this process's tmp folder was never committed, except a blob whose move
+     * into blobs/ failed after its COMMIT, or whose COMMIT failed with an unknown outcome: the
+     * rows decide, as in recovery. If the index cannot tell, the blobs stay for the next open. */
+    bool had_index = a->writer != NULL;
+    bool resolved = a->tmp && had_index && recover_dir(a, a->writer, a->tmp, NULL);
     mira__db_close(a->writer);
     for (size_t i = 0; i < a->pool_len; i++)
         mira__db_close(a->pool[i]);
     mira_free(a->pool);
-    if (a->tmp) {
-        /* anything still here was never committed */
+    if (a->tmp && !resolved) {
         DIR *d = opendir(a->tmp);
         if (d) {
             struct dirent *de;
             while ((de = readdir(d))) {
-                if (de->d_name[0] == '.')
+                if (de->d_name[0] == '.' || (had_index && mira__blob_name_valid(de->d_name)))
                     continue;
                 char *f = join(a->tmp, de->d_name);
                 if (f)

@@ -801,6 +801,7 @@ static void commit_batch(mira_archive *a, mira__pending **batch, size_t n)
                  mira__db_exec(db, "RELEASE SAVEPOINT item", &err);
         }
     }
+    bool committing = ok;
     ok = ok && mira__db_commit(db, &err);
     if (!ok) {
         mira__db_rollback(db);
@@ -814,7 +815,11 @@ static void commit_batch(mira_archive *a, mira__pending **batch, size_t n)
                                err ? mira_error_get_message(err) : "the index commit failed");
             }
             p->ok = false;
-            unlink(p->tmp_path);
+            /* a COMMIT that failed may have committed all the same (the connection to a
+             * PostgreSQL server lost while waiting for its answer): its blobs stay in tmp,
+             * where the rows decide at close or at the next open */
+            if (!committing)
+                unlink(p->tmp_path);
             mira_free(old_blobs[i]);
         }
         mira_error_free(err);

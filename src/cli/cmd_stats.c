@@ -48,6 +48,7 @@ int mira_cli_stats(int argc, char **argv)
         mira_json_cstring(w, mira_archive_dir(a));
         size_t len;
         char *t = mira_json_writer_finish(w, &len, NULL);
+        mira_json_writer_free(w);
         printf("%s,\"index\":\"%s\",\"patients\":%llu,\"studies\":%llu,\"series\":%llu,"
                "\"instances\":%llu,\"bytes\":%llu}\n",
                t ? t : "\"\"", mira_archive_index_kind(a), (unsigned long long)s.patients,
@@ -101,6 +102,7 @@ static void print_problem(void *ctx, mira_check_problem what, const char *subjec
         mira_json_end_object(w);
         size_t len;
         char *t = mira_json_writer_finish(w, &len, NULL);
+        mira_json_writer_free(w);
         if (t)
             printf("%s\n", t);
         mira_free(t);
