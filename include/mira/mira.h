@@ -8,5 +8,6 @@
 #include "mira/pixel.h"
 #include "mira/image.h"
 #include "mira/archive.h"
+#include "mira/deid.h"
 
 #endif

@@ -29,6 +29,7 @@ int mira_cli_delete(int argc, char **argv);
 int mira_cli_modify(int argc, char **argv);
 int mira_cli_history(int argc, char **argv);
 int mira_cli_export(int argc, char **argv);
+int mira_cli_deid(int argc, char **argv);
 
 /* Print "mira SUB: message" to stderr for an error, and free it. */
 void mira_cli_report(const char *sub, mira_error *err);

@@ -27,6 +27,7 @@ static const command commands[] = {
     {"modify", mira_cli_modify, "change attributes of a patient, study, series or instance"},
     {"history", mira_cli_history, "list the modifications made with mira modify"},
     {"export", mira_cli_export, "copy matching instances to a folder (optionally with a DICOMDIR)"},
+    {"deid", mira_cli_deid, "de-identify files or an archive query (PS3.15 Basic Profile)"},
 };
 
 static void usage(FILE *out)
