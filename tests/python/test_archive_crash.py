@@ -72,6 +72,9 @@ ROOT_UID = "1.2.826.0.1.3680043.8.498.4004"
 PATIENTS, STUDIES, SERIES, INSTANCES = 4, 2, 3, 50
 ALTERNATES = 12
 JUNK = "zz-not-dicom.dcm"
+# always said: an archive created by an import with --duplicates overwrite keeps that policy in
+# its config, so leaving the option out would not mean keep
+KEEP = ["--duplicates", "keep"]
 
 
 # ------------------------------------------------------------------ the corpus
@@ -446,7 +449,7 @@ def test_import_killed_at_random(archive, corpus):
         inputs = choose_inputs(rng, corpus, policy, v.present)
         paths = [e.path for e in inputs] + [corpus.junk]
         rng.shuffle(paths)
-        extra = [] if policy == "keep" else ["--duplicates", "overwrite"]
+        extra = KEEP if policy == "keep" else ["--duplicates", "overwrite"]
         delay = rng.uniform(MIN_DELAY, max(MIN_DELAY, delay_max))
         what = f"{archive.backend} iteration {iterations}, {policy}, kill after " \
                f"{delay * 1000:.0f} ms"
@@ -471,7 +474,7 @@ def test_import_killed_at_random(archive, corpus):
 
     # finally one import of everything, to its end
     inputs = list(corpus.entries)
-    run = Run(archive, [e.path for e in inputs] + [corpus.junk], [], None)
+    run = Run(archive, [e.path for e in inputs] + [corpus.junk], KEEP, None)
     what = f"{archive.backend} final import"
     assert run.returncode == 1 and run.summary, f"[seed {SEED}, {what}] {run.stderr}"
     assert run.summary["rejected"] == 1, f"[seed {SEED}, {what}] {run.summary}"
@@ -513,7 +516,7 @@ def test_kill_during_recovery(archive, corpus):
     rng = random.Random(SEED + 7)
     v = Verifier(archive, corpus, SEED + 7)
     base = [e for e in corpus.entries if e.path.endswith(".a.dcm")]
-    run = Run(archive, [e.path for e in base], [], None)
+    run = Run(archive, [e.path for e in base], KEEP, None)
     assert run.returncode == 0, f"[seed {SEED}] {run.stderr}"
     v.verify(v.allowed(run, "keep", base, "first import"), "first import")
     expected = dict(v.present)
@@ -532,7 +535,7 @@ def test_kill_during_recovery(archive, corpus):
         for _ in range(60):
             if not any(f.exists() for f in folders) or time.monotonic() - started > 120:
                 break
-            run = Run(archive, [base[0].path], [], delay)
+            run = Run(archive, [base[0].path], KEEP, delay)
             kills += run.killed
             after = files_under(folders)
             assert after <= before, f"[seed {SEED}] files appeared in the dead folders"
@@ -576,7 +579,7 @@ def test_index_connection_lost_during_commit(archive, corpus):
         timer = threading.Timer(delay, lambda: subprocess.run(
             ["psql", archive.index, "-Atqc", terminate], capture_output=True, timeout=60))
         timer.start()
-        run = Run(archive, paths, [], None)
+        run = Run(archive, paths, KEEP, None)
         timer.join()
         assert run.returncode in (0, 1), f"[seed {SEED}, {what}] {run.stderr}"
         cut += any(x["status"] == "rejected" for x in run.acks)
