@@ -199,7 +199,7 @@ static bool write_config(const mira_archive *a, const char *path, mira_error **e
     mira_json_key(w, "index");
     mira_json_cstring(w, a->index);
     mira_json_key(w, "duplicates");
-    mira_json_cstring(w, dup_names[a->duplicates]);
+    mira_json_cstring(w, dup_names[MIRA_DUPLICATE_KEEP]); /* --duplicates is for one run */
     mira_json_key(w, "storage_transfer_syntax");
     mira_json_cstring(w, a->storage_ts ? a->storage_ts : "");
     mira_json_key(w, "names_case_insensitive");
@@ -431,8 +431,11 @@ bool mira__archive_recover(mira_archive *a, mira__db *db, mira_error **err)
             }
             char *lock = join(sub, "lock");
             int fd = lock ? open(lock, O_RDWR | O_CLOEXEC) : -1;
-            /* a folder without a lock file is a process that died before making it */
-            bool dead = fd < 0 || flock(fd, LOCK_EX | LOCK_NB) == 0;
+            /* a folder without a lock file is a process that died before making it, or one
+             * starting right now: only a folder older than a minute counts as dead */
+            struct stat dst;
+            bool dead = fd >= 0 ? flock(fd, LOCK_EX | LOCK_NB) == 0
+                                : stat(sub, &dst) != 0 || time(NULL) - dst.st_mtime > 60;
             if (dead)
                 ok = recover_dir(a, db, sub, err);
             if (fd >= 0)
