@@ -2,10 +2,18 @@
 # Runs mira's whole test suite: C tests, Python peer tests, the same under ASan+UBSan, and fuzzing.
 #
 # usage: scripts/test.sh [--quick] [--no-fuzz]
-#   --quick    build/ only: skip the sanitizer tree and fuzzing (for developers)
+#   --quick    build/ only: skip the sanitizer tree, fuzzing and the slow tests (for developers)
 #   --no-fuzz  skip the libFuzzer runs (the sanitizer tree, with its corpus replays, still runs)
 # env: MIRA_FUZZ_SECONDS  time per fuzz target (default 60)
 #      MIRA_ASAN_PYTEST   extra pytest arguments for the sanitizer run, e.g. "-m asan" for a subset
+#
+# A throwaway PostgreSQL server (Debian's postgresql package) runs for the whole suite, so the
+# archive tests cover both index backends: it listens on a Unix socket in its own folder under
+# /tmp only, trusts local connections, keeps PostgreSQL's durable defaults (fsync and
+# synchronous commits on) and is stopped and removed at exit; pytest finds it through
+# MIRA_TEST_POSTGRES. As root its programs run as the postgres user (PostgreSQL refuses root),
+# as anyone else as that user. If it cannot start, that is a failed step and the archive
+# tests run on SQLite only. Tests marked slow (pytest -m slow) run in the build/ pass only.
 #
 # Installs missing Debian packages, sets up .venv from tests/requirements.txt, builds build/
 # (RelWithDebInfo), build-asan/ (MIRA_SANITIZE=ON) and build-fuzz/ (clang, MIRA_FUZZ=ON), then
@@ -41,7 +49,8 @@ jobs=$(nproc 2>/dev/null || echo 2)
 fuzz_seconds=${MIRA_FUZZ_SECONDS:-60}
 pydicom_data=${MIRA_PYDICOM_DATA:-/usr/lib/python3/dist-packages/pydicom/data}
 logs=$(mktemp -d "${TMPDIR:-/tmp}/mira-test.XXXXXX")
-trap 'rm -rf "$logs"' EXIT
+pg_dir=""
+trap 'stop_postgres; rm -rf "$logs"' EXIT
 start=$(date +%s)
 
 total_passed=0
@@ -81,6 +90,66 @@ if ! bash scripts/venv.sh </dev/null; then
     finish
 fi
 py=$root/.venv/bin/python
+
+# ------------------------------------------------------------------ PostgreSQL
+pg_bin=""
+pg_as=()
+
+# start_postgres: initdb and start a server in a new folder; exports MIRA_TEST_POSTGRES.
+start_postgres() {
+    section "postgresql"
+    pg_bin=$(pg_config --bindir 2>/dev/null)
+    if [ ! -x "$pg_bin/initdb" ]; then
+        pg_bin=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null |
+            sort -V | tail -1)
+    fi
+    if [ ! -x "$pg_bin/initdb" ] || [ ! -x "$pg_bin/pg_ctl" ]; then
+        record "postgresql" 0 1 "(no initdb/pg_ctl: is the postgresql package installed?)"
+        return 1
+    fi
+    pg_as=()
+    if [ "$(id -u)" -eq 0 ]; then
+        if ! id postgres >/dev/null 2>&1 || ! command -v runuser >/dev/null; then
+            record "postgresql" 0 1 "(running as root, and no postgres user or runuser)"
+            return 1
+        fi
+        pg_as=(runuser -u postgres --)
+    fi
+    # /tmp, not $TMPDIR: a socket path must stay under 108 bytes
+    if ! pg_dir=$(mktemp -d /tmp/mira-pg.XXXXXX); then
+        pg_dir=""
+        record "postgresql" 0 1 "(mktemp failed)"
+        return 1
+    fi
+    if [ ${#pg_as[@]} -gt 0 ]; then chown postgres: "$pg_dir"; fi
+    local port=5432 # only the socket in pg_dir: no TCP port is taken
+    local conninfo="host=$pg_dir port=$port dbname=postgres user=postgres"
+    if "${pg_as[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U postgres -A trust -E UTF8 --locale=C \
+        >"$pg_dir/initdb.log" 2>&1 </dev/null &&
+        "${pg_as[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w -t 60 \
+            -o "-c listen_addresses='' -c unix_socket_directories='$pg_dir' -c port=$port" \
+            start >"$pg_dir/pg_ctl.log" 2>&1 </dev/null &&
+        "$pg_bin/psql" "$conninfo" -qAtc "SELECT 1" >/dev/null 2>&1 </dev/null; then
+        export MIRA_TEST_POSTGRES=$conninfo
+        local version
+        version=$("$pg_bin/postgres" -V | awk '{print "PostgreSQL", $3}')
+        record "postgresql" 1 0 "($version, socket in $pg_dir)"
+        return 0
+    fi
+    tail -20 "$pg_dir"/initdb.log "$pg_dir"/pg_ctl.log "$pg_dir"/server.log 2>/dev/null
+    record "postgresql" 0 1 "(the server did not start: the archive tests run on SQLite only)"
+    stop_postgres
+    return 1
+}
+
+stop_postgres() {
+    [ -n "$pg_dir" ] || return 0
+    if [ -f "$pg_dir/data/postmaster.pid" ]; then
+        "${pg_as[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast -w -t 60 stop >/dev/null 2>&1 </dev/null
+    fi
+    rm -rf "$pg_dir"
+    pg_dir=""
+}
 
 # ------------------------------------------------------------------ builds
 # configure_build DIR ARGS...: (re)configure with Ninja; a tree made with another generator or
@@ -261,9 +330,13 @@ run_fuzzers() {
 }
 
 # ------------------------------------------------------------------ the suite
+start_postgres
+
+slow=()
+[ $quick = 1 ] && slow=(-m "not slow")
 if build build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMIRA_BENCH=ON; then
     run_ctest build
-    run_pytest "build" build
+    run_pytest "build" build "${slow[@]}"
 fi
 
 if [ $quick = 0 ]; then
@@ -276,7 +349,7 @@ if [ $quick = 0 ]; then
         mkdir -p "$logs/san"
         # shellcheck disable=SC2086 # MIRA_ASAN_PYTEST is a list of arguments
         ASAN_OPTIONS=$ASAN_OPTIONS:log_path=$logs/san/asan UBSAN_OPTIONS=$UBSAN_OPTIONS:log_path=$logs/san/ubsan \
-            run_pytest "build-asan" build-asan ${MIRA_ASAN_PYTEST:-}
+            run_pytest "build-asan" build-asan -m "not slow" ${MIRA_ASAN_PYTEST:-}
         reports=$(find "$logs/san" -type f | wc -l)
         if [ "$reports" -gt 0 ]; then
             find "$logs/san" -type f | head -5 | while read -r f; do head -40 "$f"; done

@@ -61,7 +61,8 @@ typedef struct mira__db_ops {
      * NULL) receives the number of rows an INSERT/UPDATE/DELETE touched. */
     bool (*query)(mira__db *db, const char *sql, const mira__dbval *params, size_t nparams,
                   mira__db_row_fn fn, void *ctx, int64_t *changes, mira_error **err);
-    /* Start a transaction that will write (SQLite takes the write lock at once). */
+    /* Start a transaction that will write; write transactions run one at a time across
+     * processes (SQLite takes the write lock at once, PostgreSQL an advisory lock). */
     bool (*begin_write)(mira__db *db, mira_error **err);
     void (*close)(mira__db *db);
 } mira__db_ops;

@@ -377,8 +377,12 @@ int mira_cli_import(int argc, char **argv)
     }
     free(paths);
     mira_archive *a = mira_cli_open_archive("import", &opts, true);
-    if (!a)
+    if (!a) {
+        for (size_t k = 0; k < in.n; k++)
+            free(in.v[k].path);
+        free(in.v);
         return MIRA_EXIT_INPUT;
+    }
     if (!threads) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         threads = cores > 0 ? 2 * cores : 4;

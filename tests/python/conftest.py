@@ -15,6 +15,12 @@ CHARSET_FILES = PYDICOM_DATA / "charset_files"
 NOT_DICOM_SUFFIXES = {".txt", ".json", ".dump", ".gz", ".py"}
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: long tests (the 100,000-instance archive corpus); scripts/test.sh "
+        "runs them in the build/ pass only")
+
+
 def mira_bin():
     return os.environ.get("MIRA_BIN", str(ROOT / "build" / "mira"))
 

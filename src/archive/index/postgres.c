@@ -198,9 +198,27 @@ static bool p_query(mira__db *base, const char *sql, const mira__dbval *params, 
     return true;
 }
 
+/*
+ * Write transactions take one transaction-level advisory lock (per database), so the writers
+ * of every mira process on an index run one after the other, as SQLite's BEGIN IMMEDIATE
+ * makes them. Without it two writers race: both find no row for a new patient, study or
+ * series and both insert it, and the second fails on the unique key (or two batches deadlock
+ * on each other's rows, and one fails whole); two processes opening a new index both create
+ * the tables. A retry of the failed item would mend only the first case. Readers never take
+ * the lock; the group commit pays for it once per batch. The lock goes with the transaction
+ * (COMMIT or ROLLBACK, or the connection lost).
+ */
+#define WRITER_LOCK "SELECT pg_advisory_xact_lock(1835627105)" /* 'mira' */
+
 static bool p_begin_write(mira__db *base, mira_error **err)
 {
-    return p_exec(base, "BEGIN", err);
+    if (!p_exec(base, "BEGIN", err))
+        return false;
+    if (!p_exec(base, WRITER_LOCK, err)) {
+        (void)p_exec(base, "ROLLBACK", NULL);
+        return false;
+    }
+    return true;
 }
 
 static void p_close(mira__db *base)
