@@ -206,8 +206,8 @@ int mira_cli_modify(int argc, char **argv)
         printf("%s: %llu instances modified\n", key, (unsigned long long)n);
         rc = MIRA_EXIT_OK;
     } else {
+        rc = MIRA_EXIT_INPUT; /* before the report, which frees err */
         mira_cli_report("modify", err);
-        rc = mira_error_get_code(err) == MIRA_ERR_ARGUMENT ? MIRA_EXIT_INPUT : MIRA_EXIT_INPUT;
     }
     mira_archive_close(ar);
 done:
