@@ -29,14 +29,10 @@ echo "run_read: building ($build, MIRA_BENCH=ON)"
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMIRA_BENCH=ON >/dev/null
 cmake --build "$build" --target mira_read dcmtk_read raw_read >/dev/null
 
-stamp="N=$N SEED=$SEED $(sha256sum bench/make_corpus.py | cut -d' ' -f1)"
-if [ "$(cat "$corpus/.stamp" 2>/dev/null)" != "$stamp" ]; then
-    echo "run_read: making the corpus ($N files, about $((N * 560 / 1024)) MiB)"
-    rm -rf "$corpus"
-    "$py" bench/make_corpus.py --count "$N" --seed "$SEED" --out "$corpus"
-    echo "$stamp" >"$corpus/.stamp"
-fi
-list=$corpus/files.list
+# shared with the ingest benchmark: made once per N, SEED and generator
+source bench/corpus.sh
+bench_corpus "$py" "$N" "$SEED"
+list=$bench_corpus_list
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

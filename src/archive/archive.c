@@ -229,7 +229,19 @@ mira__db *mira__archive_db_acquire(mira_archive *a, mira_error **err)
     pthread_mutex_lock(&a->pool_lock);
     mira__db *db = a->pool_len ? a->pool[--a->pool_len] : NULL;
     pthread_mutex_unlock(&a->pool_lock);
-    return db ? db : mira__archive_db_open(a, err);
+    if (db)
+        return db;
+    db = mira__archive_db_open(a, err);
+    /* PostgreSQL readers plan every statement with its values: after five runs of a prepared
+     * statement the server may switch to a generic plan, and a generic plan of "LIKE $1"
+     * cannot use an index for a prefix (a study query by patient name became a scan of every
+     * patient, twice as slow). The writer keeps generic plans: its statements go by key, and
+     * planning each again would cost every store. */
+    if (db && a->postgres && !mira__db_exec(db, "SET plan_cache_mode = force_custom_plan", err)) {
+        mira__db_close(db);
+        return NULL;
+    }
+    return db;
 }
 
 void mira__archive_db_release(mira_archive *a, mira__db *db)

@@ -27,6 +27,14 @@
  *  - multi-valued attributes (Other Patient IDs, Image Type...) and the study's modalities and
  *    SOP classes match when any one of their values matches.
  * Leading and trailing spaces of a key value are not significant.
+ *
+ * Below the patient level, the conditions on patient keys go into one
+ * "t1.patient_pk IN (SELECT t0.pk FROM patients t0 WHERE ...)" rather than onto the joined
+ * patients row: the same matches, but the planner can start from the patients (the name
+ * index for a prefix, a scan of the smallest table for an infix) and reach their studies by
+ * studies_patient, instead of walking the studies by date and looking each one's patient up
+ * (SQLite has no statistics to tell a name prefix from a date range: on an index of a million
+ * instances, a study query with both took 35 ms that way, 2 ms this way; an infix 20 and 9).
  */
 
 static const char *const alias[4] = {"t0", "t1", "t2", "t3"};
@@ -41,6 +49,7 @@ typedef struct query {
     char *owned[512]; /* texts the params point to */
     size_t nparams, nowned;
     bool full;
+    size_t clause_start; /* where the WHERE being written starts (inside the patient subquery) */
 } query;
 
 static const char *keep(query *q, char *s)
@@ -283,7 +292,7 @@ static void value_condition(query *q, mira__key_kind kind, mira_vr vr, const cha
 
 static void and (query * q)
 {
-    mira__buf_puts(&q->where, q->where.len ? " AND " : " WHERE ");
+    mira__buf_puts(&q->where, q->where.len > q->clause_start ? " AND " : " WHERE ");
 }
 
 static bool is_universal(const char *v)
@@ -572,6 +581,25 @@ static bool take_match(void *ctx, const mira__dbval *cols, size_t ncols)
 
 /* ------------------------------------------------------------------ the search */
 
+/* The condition of one matching key (value v, not universal), ANDed to the WHERE. */
+static void key_condition(query *q, const mira__key *k, const char *v, mira_error **err)
+{
+    if (is_empty_match(v)) {
+        and(q);
+        if (k->tag == 0x00100020 || k->tag == 0x00100021) /* NOT NULL: '' is absent */
+            mira__buf_printf(&q->where, "%s.%s = ''", alias[k->level], k->column);
+        else
+            mira__buf_printf(&q->where, "%s.%s IS NULL", alias[k->level], k->column);
+    } else if (k->kind == MIRA__KEY_LIST) {
+        list_condition(q, k, v, err);
+    } else if (k->multi) {
+        multi_condition(q, k, v, err);
+    } else {
+        and(q);
+        value_condition(q, k->kind, k->vr, alias[k->level], k->column, v, err);
+    }
+}
+
 void mira_find_options_init(mira_find_options *opt)
 {
     memset(opt, 0, sizeof *opt);
@@ -631,9 +659,16 @@ bool mira_archive_find(mira_archive *a, mira_level level, const mira_dataset *id
     }
     query *q = mira_calloc(1, sizeof *q);
     ret_key *keys = mira_calloc(mira_dataset_count(identifier) + 1, sizeof *keys);
-    if (!q || !keys) {
+    /* the patient keys' conditions, written last (into the patient subquery) */
+    struct {
+        const mira__key *k;
+        char *v;
+    } *patient_keys = mira_calloc(mira_dataset_count(identifier) + 1, sizeof *patient_keys);
+    size_t npatient_keys = 0;
+    if (!q || !keys || !patient_keys) {
         mira_free(q);
         mira_free(keys);
+        mira_free(patient_keys);
         mira_error_set(err, MIRA_ERR_NOMEM, NULL, "query");
         return false;
     }
@@ -694,22 +729,26 @@ bool mira_archive_find(mira_archive *a, mira_level level, const mira_dataset *id
             mira_free(v);
             continue;
         }
-        if (is_empty_match(v)) {
-            and(q);
-            if (k->tag == 0x00100020 || k->tag == 0x00100021) /* NOT NULL: '' is absent */
-                mira__buf_printf(&q->where, "%s.%s = ''", alias[k->level], k->column);
-            else
-                mira__buf_printf(&q->where, "%s.%s IS NULL", alias[k->level], k->column);
-        } else if (k->kind == MIRA__KEY_LIST) {
-            list_condition(q, k, v, err);
-        } else if (k->multi) {
-            multi_condition(q, k, v, err);
-        } else {
-            and(q);
-            value_condition(q, k->kind, k->vr, alias[k->level], k->column, v, err);
+        if (level > MIRA_LEVEL_PATIENT && k->level == MIRA_LEVEL_PATIENT) {
+            patient_keys[npatient_keys].k = k; /* into the patient subquery, after the loop */
+            patient_keys[npatient_keys++].v = v;
+            continue;
         }
+        key_condition(q, k, v, err);
         mira_free(v);
     }
+    if (npatient_keys) {
+        and(q);
+        mira__buf_puts(&q->where, "t1.patient_pk IN (SELECT t0.pk FROM patients t0");
+        q->clause_start = q->where.len;
+        for (size_t i = 0; i < npatient_keys; i++)
+            key_condition(q, patient_keys[i].k, patient_keys[i].v, err);
+        q->clause_start = 0;
+        mira__buf_puts(&q->where, ")");
+    }
+    for (size_t i = 0; i < npatient_keys; i++)
+        mira_free(patient_keys[i].v);
+    mira_free(patient_keys);
     from_clause(&sql, level);
     mira__buf_append(&sql, q->where.data, q->where.len);
     order_by(&sql, level, q->glob);
