@@ -434,7 +434,7 @@ bool mira__archive_recover(mira_archive *a, mira__db *db, mira_error **err)
     if (d) {
         struct dirent *de;
         while (ok && (de = readdir(d))) {
-            if (de->d_name[0] == '.')
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
                 continue;
             char *sub = join(tmp_root, de->d_name);
             if (!sub || (a->tmp && strcmp(sub, a->tmp) == 0)) {
@@ -443,11 +443,17 @@ bool mira__archive_recover(mira_archive *a, mira__db *db, mira_error **err)
             }
             char *lock = join(sub, "lock");
             int fd = lock ? open(lock, O_RDWR | O_CLOEXEC) : -1;
-            /* a folder without a lock file is a process that died before making it, or one
-             * starting right now: only a folder older than a minute counts as dead */
-            struct stat dst;
-            bool dead = fd >= 0 ? flock(fd, LOCK_EX | LOCK_NB) == 0
-                                : stat(sub, &dst) != 0 || time(NULL) - dst.st_mtime > 60;
+            bool dead;
+            if (de->d_name[0] == '.') {
+                /* a folder being made (make_tmp_dir): it never holds blobs; one left by a
+                 * process that died making it goes once it is unlocked, or a minute old */
+                struct stat dst;
+                dead = fd >= 0 ? flock(fd, LOCK_EX | LOCK_NB) == 0
+                               : stat(sub, &dst) != 0 || time(NULL) - dst.st_mtime > 60;
+            } else {
+                /* a folder has its lock from birth: without one, its process is gone */
+                dead = fd < 0 || flock(fd, LOCK_EX | LOCK_NB) == 0;
+            }
             if (dead)
                 ok = recover_dir(a, db, sub, err);
             if (fd >= 0)
@@ -470,23 +476,31 @@ static bool make_tmp_dir(mira_archive *a, mira_error **err)
         mira_free(root);
         return false;
     }
+    /* made as .NAME, locked, then renamed to NAME: a folder recovery may take for a dead
+     * process's always has its lock file (and a live one always holds it) */
     char name[64];
-    snprintf(name, sizeof name, "%ld-%016llx", (long)getpid(),
+    snprintf(name, sizeof name, ".%ld-%016llx", (long)getpid(),
              (unsigned long long)mira__generation(a));
-    a->tmp = join(root, name);
+    char *making = join(root, name);
+    a->tmp = join(root, name + 1);
     mira_free(root);
-    if (!a->tmp || !make_dir(a->tmp, err))
-        return false;
-    char *lock = join(a->tmp, "lock");
-    if (!lock)
-        return false;
-    a->tmp_lock = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    mira_free(lock);
-    if (a->tmp_lock < 0 || flock(a->tmp_lock, LOCK_EX | LOCK_NB) != 0) {
-        mira_error_set(err, MIRA_ERR_IO, "Cannot lock", "%s/lock: %s", a->tmp, strerror(errno));
+    if (!making || !a->tmp || !make_dir(making, err)) {
+        mira_free(making);
         return false;
     }
-    return true;
+    char *lock = join(making, "lock");
+    if (!lock) {
+        mira_free(making);
+        return false;
+    }
+    a->tmp_lock = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    mira_free(lock);
+    bool ok = a->tmp_lock >= 0 && flock(a->tmp_lock, LOCK_EX | LOCK_NB) == 0 &&
+              rename(making, a->tmp) == 0;
+    if (!ok)
+        mira_error_set(err, MIRA_ERR_IO, "Cannot lock", "%s/lock: %s", making, strerror(errno));
+    mira_free(making);
+    return ok;
 }
 
 mira_archive *mira_archive_open(const mira_archive_options *opt, mira_error **err)
@@ -593,7 +607,10 @@ void mira_archive_close(mira_archive *a)
         if (d) {
             struct dirent *de;
             while ((de = readdir(d))) {
-                if (de->d_name[0] == '.' || (had_index && mira__blob_name_valid(de->d_name)))
+                /* blobs kept keep their lock file too: the next open must see a dead
+                 * process's folder, not one starting up */
+                if (de->d_name[0] == '.' || (had_index && mira__blob_name_valid(de->d_name)) ||
+                    (had_index && strcmp(de->d_name, "lock") == 0))
                     continue;
                 char *f = join(a->tmp, de->d_name);
                 if (f)

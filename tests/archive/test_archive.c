@@ -201,7 +201,8 @@ TEST(committed_blob_in_dead_folder_is_placed)
     mira_free(p1);
 }
 
-/* A folder without a lock file is a process that died before making it. */
+/* A folder without a lock file is a process that died before making it (folders are made
+ * as .NAME, locked and renamed, so a live process's folder always has its lock). */
 TEST(folder_without_lock_is_dead)
 {
     const char *dir = archive_dir("nolock");
