@@ -1,4 +1,4 @@
-/* Fuzz target: the JPEG-LS decoder and encoder (CharLS) and mira's checks around them. */
+/* Fuzz target: mira's JPEG-LS decoder, and CharLS's encoder on what it decodes. */
 #include "pixel/codec.h"
 
 #include <stdlib.h>
@@ -8,9 +8,11 @@
  * Input: 3 bytes describing the frame, then the JPEG-LS stream.
  *   byte 0: rows - 1, byte 1: columns - 1 (1..256 each)
  *   byte 2: bit 0 samples (1 or 3), bit 1 bits allocated 16 (else 8), bit 2 signed,
- *           bit 7: take rows, columns, samples and precision from the stream's SOF55 instead
- *           (capped at 256 x 256)
- * A frame that decodes is encoded again (lossless) and decoded: it must give the same values.
+ *           bit 7: take rows, columns, samples (1 to 4) and precision from the stream's SOF55
+ *           instead (capped at 256 x 256)
+ * A frame that decodes is encoded again (lossless, by CharLS) and decoded: it must give the
+ * same values. CharLS never sees the fuzzed stream itself (its 2.4.1 decoder can spin for
+ * seconds on bad data, which is why mira decodes JPEG-LS itself).
  */
 
 static void from_sof55(const uint8_t *s, size_t n, mira_pixel_desc *d)
@@ -25,7 +27,7 @@ static void from_sof55(const uint8_t *s, size_t n, mira_pixel_desc *d)
                 d->rows = y;
             if (x >= 1 && x <= 256)
                 d->columns = x;
-            if (nf == 1 || nf == 3)
+            if (nf >= 1 && nf <= 4)
                 d->samples = (uint16_t)nf;
             if (p > 8 && p <= 16)
                 d->bits_allocated = 16;

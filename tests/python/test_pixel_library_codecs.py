@@ -9,6 +9,7 @@ encodes must decode, in DCMTK or GDCM, to exactly the original values.
 import json
 import shutil
 import subprocess
+import time
 
 import numpy as np
 import pydicom
@@ -164,6 +165,60 @@ def test_jpegls_near_lossless_matches_dcmdjpls(inputs, tmp_path, name, deviation
     np.testing.assert_array_equal(got, want)  # JPEG-LS decoding is exact arithmetic
     orig, _ = stored_values(inputs[name])
     assert np.abs(got.astype(np.int64) - orig.astype(np.int64)).max() <= deviation
+
+
+# GDCM's encoder (Debian's GDCM on CharLS 2.4): 12- and 10-bit data coded with P = 16, explicit
+# LSE thresholds for NEAR (near-lossless), sample-interleaved colour. Signed data: gdcmconv
+# refuses multi-frame signed images, so only the single-frame ones.
+GDCM_LS = {"lossless": [], "near2": ["--lossy", "-e", "2"], "near7": ["--lossy", "-e", "7"]}
+
+
+def gdcm_ls_cases():
+    for name in ["u8_odd_2f", "s12_1f", "u12", "u16", "u10", "rgb8_2f", "rgb16", "CT_small",
+                 "SC_rgb_small_odd"]:
+        for opts in GDCM_LS:
+            # gdcmconv makes no lossy copy of it ("Sorry could not derive using input info")
+            if not (name == "SC_rgb_small_odd" and opts != "lossless"):
+                yield pytest.param(name, opts, id=f"{name}-{opts}")
+
+
+@pytest.mark.parametrize("name,opts", list(gdcm_ls_cases()))
+def test_jpegls_gdcm_stream(inputs, tmp_path, name, opts):
+    enc = tmp_path / "g.dcm"
+    run("gdcmconv", "-L", *GDCM_LS[opts], inputs[name], enc)
+    assert ts_of(enc) == ("1.2.840.10008.1.2.4.80" if opts == "lossless"
+                          else "1.2.840.10008.1.2.4.81")
+    want, dtype = peer_values(enc, ["gdcmconv", "--raw"], tmp_path)
+    got = mira_values(enc, dtype, tmp_path)
+    np.testing.assert_array_equal(got, want)  # JPEG-LS decoding is exact arithmetic
+    orig, _ = stored_values(inputs[name])
+    diff = np.abs(got.astype(np.int64) - orig.astype(np.int64))
+    if opts != "lossless":
+        # GDCM codes 10- and 12-bit data with P = 16, so a value reconstructed up to NEAR above
+        # 2^BitsStored - 1 wraps when masked to Bits Stored (DCMTK's dcmdjpls decodes GDCM's
+        # streams to the same values): the deviation is taken modulo 2^BitsStored
+        bits = int(pydicom.dcmread(inputs[name], stop_before_pixels=True).BitsStored)
+        diff = np.minimum(diff, (1 << bits) - diff)
+    assert diff.max() <= (0 if opts == "lossless" else int(GDCM_LS[opts][-1]))
+
+
+@pytest.mark.parametrize("cut", [0.3, 0.7, 0.95])
+def test_truncated_jpegls_is_an_error(inputs, tmp_path, cut):
+    """A frame cut short fails at once, naming the row where its data ends (CharLS 2.4.1 spun
+    for seconds, or for ever, on such frames)."""
+    enc = tmp_path / "ls.dcm"
+    run("dcmcjpls", "+el", inputs["u8_odd_2f"], enc)
+    ds = pydicom.dcmread(enc)
+    from pydicom.encaps import generate_pixel_data_frame, encapsulate
+    frames = [f for f in generate_pixel_data_frame(ds.PixelData, 2)]
+    ds.PixelData = encapsulate([frames[0][: int(len(frames[0]) * cut)] + b"\xff\xd9", frames[1]])
+    ds.save_as(tmp_path / "cut.dcm")
+    start = time.monotonic()
+    proc = run_mira("pixels", tmp_path / "cut.dcm", "-o", tmp_path / "x.raw", check=False)
+    assert time.monotonic() - start < 20
+    assert proc.returncode == 1
+    assert b"frame 1" in proc.stderr and b"JPEG-LS data ends at row" in proc.stderr
+    assert not (tmp_path / "x.raw").exists()
 
 
 # ------------------------------------------------------------------ mira's lossless encoders
