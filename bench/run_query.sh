@@ -162,6 +162,7 @@ for backend in $BACKENDS; do
 done
 
 failed=0
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 declare -A med p95 matches check
 for backend in $BACKENDS; do
     echo "run_query: $backend: $WARMUP warm-up and $RUNS timed queries per shape and limit"
@@ -208,6 +209,7 @@ fi
 {
     echo "mira query benchmark, $(date -u +%Y-%m-%dT%H:%MZ), git $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
     echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(awk '/^MemTotal:/{printf "%.0f", $2/1048576}' /proc/meminfo) GiB memory"
+    echo "load:    $load_before (load average before the queries, /proc/loadavg; other work on the machine slows them)"
     echo "index:   $PATIENTS patients, $STUDIES studies, $SERIES series, $INSTANCES instances (bench/make_index.py, seed $SEED)"
     echo "         $(grep '^rows multi_values' "${truth_file[${BACKENDS%% *}]}" | awk '{print $3}') multi_values rows; SQLite $(python3 -c "import sqlite3; print(sqlite3.sqlite_version)")$( [ -n "$pg_bin" ] && echo ", PostgreSQL $("$pg_bin/postgres" -V | awk '{print $3}') (defaults, after VACUUM ANALYZE)")"
     echo "method:  mira_archive_find in process (archive opened once), $WARMUP warm-up then $RUNS timed"

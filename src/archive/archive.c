@@ -288,15 +288,9 @@ static bool blob_has_row(mira__db *db, const char *name, bool *found, mira_error
     return true;
 }
 
-/* Move a committed blob from tmp into place (making its folders). */
-static bool place_blob(const mira_archive *a, const char *tmp_path, const char *name,
-                       mira_error **err)
+/* Make the two folder levels above a blob's path (blobs/ab/cd/NAME). */
+static bool make_parents(char *dst, mira_error **err)
 {
-    char *dst = mira__blob_file(a, name);
-    if (!dst) {
-        mira_error_set(err, MIRA_ERR_NOMEM, NULL, "placing %s", name);
-        return false;
-    }
     char *slash = strrchr(dst, '/');
     *slash = 0;
     char *mid = strrchr(dst, '/');
@@ -305,12 +299,40 @@ static bool place_blob(const mira_archive *a, const char *tmp_path, const char *
     *mid = '/';
     ok = ok && make_dir(dst, err);
     *slash = '/';
-    if (ok && rename(tmp_path, dst) != 0) {
-        mira_error_set(err, MIRA_ERR_IO, "Cannot store", "%s: %s", dst, strerror(errno));
-        ok = false;
+    return ok;
+}
+
+/* Move a committed blob from tmp into place (making its folders if they are missing). */
+static bool place_blob(const mira_archive *a, const char *tmp_path, const char *name,
+                       mira_error **err)
+{
+    char *dst = mira__blob_file(a, name);
+    if (!dst) {
+        mira_error_set(err, MIRA_ERR_NOMEM, NULL, "placing %s", name);
+        return false;
     }
+    /* the folders are there already as a rule (mira__archive_blob_dirs, or an earlier blob):
+     * making them here, one by one in the committer, cost more than all the SQL of a store */
+    bool ok = rename(tmp_path, dst) == 0;
+    if (!ok && errno == ENOENT) {
+        if (!make_parents(dst, err)) {
+            mira_free(dst);
+            return false;
+        }
+        ok = rename(tmp_path, dst) == 0;
+    }
+    if (!ok)
+        mira_error_set(err, MIRA_ERR_IO, "Cannot store", "%s: %s", dst, strerror(errno));
     mira_free(dst);
     return ok;
+}
+
+void mira__archive_blob_dirs(const mira_archive *a, const char *name)
+{
+    char *dst = mira__blob_file(a, name);
+    if (dst)
+        (void)make_parents(dst, NULL);
+    mira_free(dst);
 }
 
 bool mira__archive_place_blob(const mira_archive *a, const char *tmp_path, const char *name,
