@@ -839,7 +839,7 @@ static bool shift_date(const char *v, size_t len, int32_t days, char *out, size_
         memcpy(d, v, len);
         prec = len;
         if (len < 8)
-            memcpy(d + len, "0101" + (len - 4), 8 - len);
+            memcpy(d + len, &"0101"[len - 4], 8 - len);
     } else {
         return false;
     }
