@@ -198,6 +198,16 @@ int main(int argc, char **argv)
         }
         if (i == 0)
             snprintf(ts, sizeof ts, "%s", mira_file_transfer_syntax(files[0]));
+        /* The output buffer sized (and its pages faulted in) for the first file, as for the
+         * others in decode mode: a set of one multi-frame file would otherwise time the
+         * first touch of 50 MB of output, not the decoding. */
+        mira_pixels *px = i == 0 || !whole_file ? mira_pixels_open_file(files[i], NULL) : NULL;
+        if (px) {
+            const mira_pixel_desc *d = mira_pixels_decoded(px);
+            if (!reserve(mira_pixel_frame_bytes(d) * d->frames))
+                return 3;
+            mira_pixels_free(px);
+        }
         if (!whole_file) {
             /* Make the mapped pixel data resident, as the peers' reads copy it into memory. */
             mira_element *pd = mira_dataset_get(mira_file_dataset(files[i]), 0x7FE00010u);

@@ -99,7 +99,9 @@ MIRA_API const char *mira_pixels_transfer_syntax(const mira_pixels *px);
 MIRA_API bool mira_pixels_decode_frame(mira_pixels *px, uint32_t frame, void *out,
                                        size_t out_len, mira_error **err);
 /* Decode every frame, one after the other in out, with up to `threads` threads
- * (0: one per core). */
+ * (0: one per core). Frames are decoded at once, a thread each; with fewer frames than
+ * threads (one frame above all), JPEG 2000 frames get the threads left over inside the frame
+ * (OpenJPEG's). The values do not depend on the number of threads. */
 MIRA_API bool mira_pixels_decode_all(mira_pixels *px, void *out, size_t out_len, int threads,
                                      mira_error **err);
 

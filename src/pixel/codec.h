@@ -29,6 +29,14 @@ typedef bool (*mira__decode_fn)(const uint8_t *src, size_t len, const mira_pixel
                                 mira_error **err);
 
 /*
+ * The same, with up to `threads` threads inside the frame (at least 1; the codec may use
+ * fewer). The decoded values are those of the one-thread decoder, whatever the count.
+ */
+typedef bool (*mira__decode_threads_fn)(const uint8_t *src, size_t len, const mira_pixel_desc *d,
+                                        uint8_t *dst, size_t dst_len, int threads,
+                                        mira_photometric *photometric, mira_error **err);
+
+/*
  * Encode one frame laid out as a decoder's output (interleaved, little-endian, sample size
  * mira_pixel_sample_bytes(d)) into a codestream appended to out. The encoder is lossless:
  * decoding the result gives back the same values. It encodes d->bits_stored bits per sample
@@ -38,12 +46,14 @@ typedef bool (*mira__decode_fn)(const uint8_t *src, size_t len, const mira_pixel
 typedef bool (*mira__encode_fn)(const uint8_t *src, size_t len, const mira_pixel_desc *d,
                                 mira__buf *out, mira_photometric *photometric, mira_error **err);
 
-/* A codec: the transfer syntaxes it serves and its functions (encode may be NULL). */
+/* A codec: the transfer syntaxes it serves and its functions (encode may be NULL;
+ * decode_threads is NULL for a codec that decodes a frame on one thread). */
 typedef struct mira__codec {
     const char *name;
     const char *const *ts_uids; /* NULL-terminated */
     mira__decode_fn decode;
     mira__encode_fn encode;
+    mira__decode_threads_fn decode_threads;
 } mira__codec;
 
 /* The codecs (each defined in its own file). */

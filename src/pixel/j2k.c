@@ -539,8 +539,18 @@ static void store(const opj_image_t *img, size_t npix, size_t sb, uint8_t *dst)
     }
 }
 
-static bool j2k_decode(const uint8_t *src, size_t len, const mira_pixel_desc *d, uint8_t *dst,
-                       size_t dst_len, mira_photometric *photometric, mira_error **err)
+/*
+ * Threads: OpenJPEG decodes the code-blocks of a tile and runs the inverse wavelet transform
+ * on a pool of worker threads (the calling thread waits), so `threads` workers keep that many
+ * cores busy. One thread is asked for as a pool of none (OpenJPEG's pool of one would hand
+ * every job to a worker and wait). The count is always set, so that OPJ_NUM_THREADS in the
+ * environment, which OpenJPEG reads otherwise, does not change what a caller asked for. The
+ * values do not depend on the count: code-blocks are decoded independently and each worker
+ * writes its own rows.
+ */
+static bool decode_frame(const uint8_t *src, size_t len, const mira_pixel_desc *d, uint8_t *dst,
+                         size_t dst_len, int threads, mira_photometric *photometric,
+                         mira_error **err)
 {
     size_t sb = mira_pixel_sample_bytes(d);
     size_t npix = (size_t)d->rows * d->columns;
@@ -589,7 +599,11 @@ static bool j2k_decode(const uint8_t *src, size_t len, const mira_pixel_desc *d,
     silence(codec, &msg);
     opj_dparameters_t params;
     opj_set_default_decoder_parameters(&params);
-    if (!opj_setup_decoder(codec, &params) || !opj_read_header(stream, codec, &img) ||
+    bool setup = opj_setup_decoder(codec, &params);
+    /* false if the threads cannot be started: OpenJPEG then decodes in this thread */
+    if (setup && opj_has_thread_support())
+        (void)opj_codec_set_threads(codec, threads > 1 ? threads : 0);
+    if (!setup || !opj_read_header(stream, codec, &img) ||
         !opj_decode(codec, stream, img) || !opj_end_decompress(codec, stream)) {
         fail(err, MIRA_ERR_INVALID, "OpenJPEG could not decode the %zu-byte %s: %s", len,
              format == OPJ_CODEC_JP2 ? "JP2 file" : "codestream",
@@ -629,6 +643,19 @@ done:
     opj_destroy_codec(codec);
     opj_stream_destroy(stream);
     return ok;
+}
+
+static bool j2k_decode(const uint8_t *src, size_t len, const mira_pixel_desc *d, uint8_t *dst,
+                       size_t dst_len, mira_photometric *photometric, mira_error **err)
+{
+    return decode_frame(src, len, d, dst, dst_len, 1, photometric, err);
+}
+
+static bool j2k_decode_threads(const uint8_t *src, size_t len, const mira_pixel_desc *d,
+                               uint8_t *dst, size_t dst_len, int threads,
+                               mira_photometric *photometric, mira_error **err)
+{
+    return decode_frame(src, len, d, dst, dst_len, threads, photometric, err);
 }
 
 /* ------------------------------------------------------------------ encoding */
@@ -845,4 +872,5 @@ const mira__codec mira__codec_j2k = {
     .ts_uids = j2k_ts,
     .decode = j2k_decode,
     .encode = j2k_encode,
+    .decode_threads = j2k_decode_threads,
 };

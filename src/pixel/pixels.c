@@ -858,8 +858,10 @@ bool mira__pixels_frame_bytes(mira_pixels *px, uint32_t frame, const uint8_t **d
     return true;
 }
 
-bool mira_pixels_decode_frame(mira_pixels *px, uint32_t frame, void *out, size_t out_len,
-                              mira_error **err)
+/* mira_pixels_decode_frame with up to `threads` threads inside the frame, for the codecs that
+ * can use them (JPEG 2000); the others decode on the calling thread. */
+static bool decode_frame(mira_pixels *px, uint32_t frame, void *out, size_t out_len, int threads,
+                         mira_error **err)
 {
     if (!px || !out) {
         mira_error_set(err, MIRA_ERR_ARGUMENT, "Bad argument", "no pixels or no output buffer");
@@ -890,7 +892,10 @@ bool mira_pixels_decode_frame(mira_pixels *px, uint32_t frame, void *out, size_t
         if (!mira__pixels_frame_bytes(px, frame, &data, &len, &owned, err))
             return false;
         mira_photometric photo = px->decoded.photometric;
-        bool ok = px->codec->decode(data, len, &px->stored, out, need, &photo, err);
+        bool ok = threads > 1 && px->codec->decode_threads
+                      ? px->codec->decode_threads(data, len, &px->stored, out, need, threads,
+                                                  &photo, err)
+                      : px->codec->decode(data, len, &px->stored, out, need, &photo, err);
         mira_free(owned);
         if (!ok) {
             if (px->stored.frames > 1)
@@ -902,12 +907,20 @@ bool mira_pixels_decode_frame(mira_pixels *px, uint32_t frame, void *out, size_t
     return true;
 }
 
+bool mira_pixels_decode_frame(mira_pixels *px, uint32_t frame, void *out, size_t out_len,
+                              mira_error **err)
+{
+    return decode_frame(px, frame, out, out_len, 1, err);
+}
+
 #define NATIVE_PARALLEL_BYTES ((uint64_t)4 << 20)
 
 typedef struct decode_all_ctx {
     mira_pixels *px;
     uint8_t *out;
     size_t frame_bytes;
+    size_t threads;       /* in all */
+    size_t frame_threads; /* frames decoded at once */
     pthread_mutex_t lock;
     mira_error *first;
 } decode_all_ctx;
@@ -916,8 +929,10 @@ static bool decode_one(void *arg, size_t i)
 {
     decode_all_ctx *c = arg;
     mira_error *e = NULL;
-    if (mira_pixels_decode_frame(c->px, (uint32_t)i, c->out + i * c->frame_bytes, c->frame_bytes,
-                                 &e))
+    /* the threads the frames at once leave over go inside the frames, shared out evenly */
+    size_t inner = c->threads / c->frame_threads + (i < c->threads % c->frame_threads);
+    if (decode_frame(c->px, (uint32_t)i, c->out + i * c->frame_bytes, c->frame_bytes,
+                     inner > 1 ? (int)inner : 1, &e))
         return true;
     pthread_mutex_lock(&c->lock);
     if (!c->first)
@@ -938,14 +953,26 @@ bool mira_pixels_decode_all(mira_pixels *px, void *out, size_t out_len, int thre
                        out_len);
         return false;
     }
-    decode_all_ctx c = {.px = px, .out = out, .frame_bytes = fb};
-    pthread_mutex_init(&c.lock, NULL);
     /* Native frames are copies: worth a thread only when there are megabytes to move (two
      * cores copy a 50 MB multi-frame image 1.2-1.4x faster than one), not for a few small
      * frames, where starting a thread costs more than it saves. */
     if (!px->encapsulated && (uint64_t)fb * px->stored.frames < NATIVE_PARALLEL_BYTES)
         threads = 1;
-    bool ok = mira__parallel_for(px->stored.frames, threads, decode_one, &c);
+    /* Frames are decoded at once, one a thread, as long as there are frames for every
+     * thread: that keeps every core busy with the least coordination. With fewer frames than
+     * threads (a single frame above all), a codec that can use threads inside a frame gets
+     * the rest (OpenJPEG: GDCM decodes a JPEG 2000 frame on 4 of its threads). */
+    size_t t = threads > 0 ? (size_t)threads : (size_t)mira__cpu_count();
+    if (t > 256)
+        t = 256;
+    size_t at_once = t < px->stored.frames ? t : px->stored.frames;
+    decode_all_ctx c = {.px = px,
+                        .out = out,
+                        .frame_bytes = fb,
+                        .threads = t,
+                        .frame_threads = at_once ? at_once : 1};
+    pthread_mutex_init(&c.lock, NULL);
+    bool ok = mira__parallel_for(px->stored.frames, (int)c.frame_threads, decode_one, &c);
     pthread_mutex_destroy(&c.lock);
     if (!ok) {
         if (err && !*err)

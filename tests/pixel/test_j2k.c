@@ -859,3 +859,135 @@ TEST(decoding_from_several_threads)
     mira__buf_cleanup(&cs);
     free(src);
 }
+
+/* An irreversible (9/7, lossy) codestream of the frame, written by OpenJPEG itself with 64 x 64
+ * tiles (so that several tiles and code-blocks are decoded on each thread). */
+typedef struct sink {
+    uint8_t *data;
+    size_t len, cap, pos;
+} sink;
+
+static OPJ_SIZE_T sink_write(void *buf, OPJ_SIZE_T n, void *user)
+{
+    sink *s = user;
+    if (s->pos + n > s->cap) {
+        s->cap = 2 * (s->pos + n);
+        s->data = realloc(s->data, s->cap);
+    }
+    memcpy(s->data + s->pos, buf, n);
+    s->pos += n;
+    if (s->pos > s->len)
+        s->len = s->pos;
+    return n;
+}
+
+static OPJ_OFF_T sink_skip(OPJ_OFF_T n, void *user)
+{
+    ((sink *)user)->pos += (size_t)n;
+    return n;
+}
+
+static OPJ_BOOL sink_seek(OPJ_OFF_T n, void *user)
+{
+    ((sink *)user)->pos = (size_t)n;
+    return OPJ_TRUE;
+}
+
+static bool lossy_encoded(sink *out, const mira_pixel_desc *d, const uint8_t *src)
+{
+    size_t sb = mira_pixel_sample_bytes(d), npix = (size_t)d->rows * d->columns;
+    opj_image_cmptparm_t cp[3];
+    memset(cp, 0, sizeof cp);
+    for (unsigned c = 0; c < d->samples; c++) {
+        cp[c].dx = cp[c].dy = 1;
+        cp[c].w = d->columns;
+        cp[c].h = d->rows;
+        cp[c].prec = d->bits_stored;
+        cp[c].sgnd = d->is_signed;
+    }
+    opj_image_t *img =
+        opj_image_create(d->samples, cp, d->samples == 3 ? OPJ_CLRSPC_SRGB : OPJ_CLRSPC_GRAY);
+    img->x1 = d->columns;
+    img->y1 = d->rows;
+    for (unsigned c = 0; c < d->samples; c++)
+        for (size_t i = 0; i < npix; i++)
+            img->comps[c].data[i] = (OPJ_INT32)get(src, i * d->samples + c, sb, d->is_signed);
+    opj_cparameters_t p;
+    opj_set_default_encoder_parameters(&p);
+    p.irreversible = 1;
+    p.tcp_numlayers = 1;
+    p.tcp_rates[0] = 10;
+    p.cp_disto_alloc = 1;
+    p.tcp_mct = d->samples == 3;
+    p.tile_size_on = OPJ_TRUE;
+    p.cp_tdx = p.cp_tdy = 64;
+    memset(out, 0, sizeof *out);
+    opj_codec_t *codec = opj_create_compress(OPJ_CODEC_J2K);
+    opj_stream_t *st = opj_stream_create(1u << 16, OPJ_FALSE);
+    opj_stream_set_user_data(st, out, NULL);
+    opj_stream_set_write_function(st, sink_write);
+    opj_stream_set_skip_function(st, sink_skip);
+    opj_stream_set_seek_function(st, sink_seek);
+    bool ok = opj_setup_encoder(codec, &p, img) && opj_start_compress(codec, img, st) &&
+              opj_encode(codec, st) && opj_end_compress(codec, st);
+    opj_stream_destroy(st);
+    opj_destroy_codec(codec);
+    opj_image_destroy(img);
+    return ok;
+}
+
+/* Decode cs with 1 to 5 threads inside the frame: every count gives the one-thread values. */
+static void same_values_on_threads(const uint8_t *cs, size_t n, const mira_pixel_desc *d)
+{
+    size_t len = frame_bytes(d);
+    uint8_t *one = malloc(len), *many = malloc(len);
+    mira_error *err = NULL;
+    mira_photometric ph = d->photometric;
+    bool ok = decode(cs, n, d, one, &ph, &err);
+    CHECK(ok);
+    for (int t = 1; ok && t <= 5; t++) {
+        memset(many, 0xA5, len);
+        mira_photometric tph = d->photometric;
+        CHECK(mira__codec_j2k.decode_threads(cs, n, d, many, len, t, &tph, &err));
+        CHECK(memcmp(one, many, len) == 0);
+        CHECK_EQ_INT(tph, ph);
+    }
+    if (err) {
+        fprintf(stderr, "decode: %s\n", mira_error_get_message(err));
+        mira_error_free(err);
+    }
+    free(one);
+    free(many);
+}
+
+TEST(threads_inside_a_frame_give_the_same_values)
+{
+    /* lossless (5/3, one tile, mira's encoder) and lossy (9/7, 64 x 64 tiles), mono and RGB */
+    static const uint16_t layouts[][4] = {
+        /* rows, columns, samples, bits stored */
+        {300, 257, 1, 12},
+        {200, 333, 3, 8},
+    };
+    for (size_t l = 0; l < sizeof layouts / sizeof *layouts; l++) {
+        uint16_t bits = layouts[l][3];
+        mira_pixel_desc d = desc(layouts[l][0], layouts[l][1], layouts[l][2],
+                                 bits > 8 ? 16 : 8, bits, false);
+        uint8_t *src = malloc(frame_bytes(&d));
+        fill(src, &d, 1);
+        mira__buf cs;
+        mira__buf_init(&cs);
+        mira_photometric ph;
+        CHECK(encode(src, &d, &cs, &ph, NULL));
+        mira_pixel_desc dd = d;
+        dd.photometric = ph;
+        same_values_on_threads(cs.data, cs.len, &dd);
+        mira__buf_cleanup(&cs);
+        sink lossy;
+        CHECK(lossy_encoded(&lossy, &d, src));
+        if (d.samples == 3)
+            dd.photometric = MIRA_PHOTO_YBR_ICT;
+        same_values_on_threads(lossy.data, lossy.len, &dd);
+        free(lossy.data);
+        free(src);
+    }
+}
