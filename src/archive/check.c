@@ -292,8 +292,8 @@ static const char *const count_checks[] = {
     " p.num_instances <> (SELECT coalesce(sum(t.num_instances), 0) FROM studies t"
     " WHERE t.patient_pk = p.pk) OR p.size_bytes <> (SELECT coalesce(sum(t.size_bytes), 0)"
     " FROM studies t WHERE t.patient_pk = p.pk)",
-    "SELECT s.series_uid FROM series s WHERE NOT EXISTS"
-    " (SELECT 1 FROM instances i WHERE i.series_pk = s.pk)",
+    ("SELECT s.series_uid FROM series s WHERE NOT EXISTS"
+     " (SELECT 1 FROM instances i WHERE i.series_pk = s.pk)"),
 };
 
 static const char *const recount =
