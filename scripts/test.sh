@@ -4,7 +4,7 @@
 # usage: scripts/test.sh [--quick] [--no-fuzz]
 #   --quick    build/ only: skip the sanitizer tree, fuzzing and the slow tests (for developers)
 #   --no-fuzz  skip the libFuzzer runs (the sanitizer tree, with its corpus replays, still runs)
-# env: MIRA_FUZZ_SECONDS  time per fuzz target (default 60)
+# env: MIRA_FUZZ_SECONDS  time per fuzz target (default 30)
 #      MIRA_ASAN_PYTEST   extra pytest arguments for the sanitizer run, e.g. "-m asan" for a subset
 #
 # A throwaway PostgreSQL server (Debian's postgresql package) runs for the whole suite, so the
@@ -46,7 +46,7 @@ done
 [ $quick = 1 ] && fuzz=0
 
 jobs=$(nproc 2>/dev/null || echo 2)
-fuzz_seconds=${MIRA_FUZZ_SECONDS:-60}
+fuzz_seconds=${MIRA_FUZZ_SECONDS:-30}
 pydicom_data=${MIRA_PYDICOM_DATA:-/usr/lib/python3/dist-packages/pydicom/data}
 logs=$(mktemp -d "${TMPDIR:-/tmp}/mira-test.XXXXXX")
 pg_dir=""
