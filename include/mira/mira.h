@@ -9,5 +9,6 @@
 #include "mira/image.h"
 #include "mira/archive.h"
 #include "mira/deid.h"
+#include "mira/dimse.h"
 
 #endif

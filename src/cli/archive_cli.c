@@ -12,18 +12,25 @@
  */
 static char config_archive[4096];
 
-static const char *from_config(void)
+mira_json *mira_cli_load_config(const char **path_out)
 {
     const char *path = getenv("MIRA_CONFIG");
     if (!path || !*path)
         path = "mira.json";
+    if (path_out)
+        *path_out = path;
     FILE *f = fopen(path, "rb");
     if (!f)
         return NULL;
     char buf[65536];
     size_t n = fread(buf, 1, sizeof buf, f);
     fclose(f);
-    mira_json *root = mira_json_parse(buf, n, NULL);
+    return mira_json_parse(buf, n, NULL);
+}
+
+static const char *from_config(void)
+{
+    mira_json *root = mira_cli_load_config(NULL);
     const char *out = NULL;
     mira_json *v = root ? mira_json_get(root, "archive") : NULL;
     if (v && mira_json_get_type(v) == MIRA_JSON_STRING) {

@@ -30,6 +30,8 @@ int mira_cli_modify(int argc, char **argv);
 int mira_cli_history(int argc, char **argv);
 int mira_cli_export(int argc, char **argv);
 int mira_cli_deid(int argc, char **argv);
+int mira_cli_serve(int argc, char **argv);
+int mira_cli_echo(int argc, char **argv);
 
 /* Print "mira SUB: message" to stderr for an error, and free it. */
 void mira_cli_report(const char *sub, mira_error *err);
@@ -55,6 +57,9 @@ typedef struct mira_archive_cli {
 
 /* argv[*i] an archive option? 1: taken (and its value); 0: not one; -1: its value is bad. */
 int mira_cli_archive_option(int argc, char **argv, int *i, mira_archive_cli *opts);
+/* The config file ($MIRA_CONFIG, else ./mira.json) parsed, or NULL if there is none (or it is
+ * not JSON); *path_out (may be NULL) receives its name. Free with mira_json_free. */
+mira_json *mira_cli_load_config(const char **path_out);
 /* The archive folder to use given --archive's value (may be NULL). */
 const char *mira_cli_archive_dir(const char *flag);
 /* Open the archive, reporting a failure as "mira SUB: ..."; create makes a new one. */

@@ -52,6 +52,12 @@ void mira__dataset_sort(mira_dataset *ds);
 bool mira__dataset_set_pixel_ts(mira_dataset *ds, const char *ts);
 /* Release the resources of an element (not the element slot itself). */
 void mira__element_cleanup(mira_element *e);
+
+struct mira__buf;
+/* Append the encoding of a data set (no preamble, no file meta) in the given VR form and byte
+ * order, group lengths recomputed: for DIMSE command sets and file meta groups. */
+bool mira__dataset_encode(const mira_dataset *ds, bool explicit_vr, bool big_endian,
+                          struct mira__buf *out, mira_error **err);
 /* Set the cached charset of a data set from the raw bytes of (0008,0005). */
 bool mira__dataset_set_charset(mira_dataset *ds, const uint8_t *v, size_t len, mira_error **err);
 /* Resolve "US or SS" etc. for an element read implicitly, as PS3.5 and pydicom do. */

@@ -216,6 +216,13 @@ static bool write_dataset(writer *w, const mira_dataset *ds, enc e)
     return true;
 }
 
+bool mira__dataset_encode(const mira_dataset *ds, bool explicit_vr, bool big_endian,
+                          mira__buf *out, mira_error **err)
+{
+    writer w = {out, NULL, err};
+    return write_dataset(&w, ds, (enc){explicit_vr, big_endian});
+}
+
 static bool has_encapsulated(const mira_dataset *ds)
 {
     for (size_t i = 0; i < ds->count; i++) {

@@ -1,0 +1,295 @@
+/* mira serve: the DICOM server (Verification and Storage SCP) on the archive. */
+#include "cli.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: mira serve [options]\n"
+            "Runs the DICOM server: Verification (C-ECHO) and Storage (C-STORE of every storage\n"
+            "SOP class) SCP; each instance received is stored in the archive before it is\n"
+            "acknowledged. Stops on SIGINT or SIGTERM. Options override the \"dimse\" object of\n"
+            "the config file ($MIRA_CONFIG, else ./mira.json): {\"port\", \"bind\", \"ae_title\",\n"
+            "\"calling_ae_titles\": [...], \"transfer_syntaxes\": [...], \"max_associations\",\n"
+            "\"max_pdu\", \"artim_seconds\", \"idle_seconds\"}.\n\n"
+            "options:\n" MIRA_ARCHIVE_CLI_HELP
+            "  --duplicates P     keep (default), overwrite or reject re-sent instances\n"
+            "  --port N           TCP port (default 11112; 0: any free port, printed)\n"
+            "  --bind ADDR        listen on this address only (default: every address)\n"
+            "  --aet AE           our AE title (default MIRA)\n"
+            "  --any-called-ae    accept associations whatever AE title they call\n"
+            "  --allow AE         accept only these calling AE titles (repeatable)\n"
+            "  --accept-ts LIST   transfer syntaxes accepted, preferred first, comma-separated\n"
+            "                     (UIDs or implicit, explicit, big, deflated, rle, jpegls, j2k)\n"
+            "  --max-associations N  at once (default 32)\n"
+            "  --max-pdu N        largest PDU received (default 262144)\n"
+            "  --artim S          seconds to wait for association and release PDUs (default 30)\n"
+            "  --idle S           seconds an association may stay silent (default 300)\n"
+            "  --no-archive       Verification only\n"
+            "  --quiet            log warnings and errors only\n"
+            "Prints \"listening on ADDRESS:PORT\" on stdout once it accepts connections; logs each\n"
+            "association (peer, AE titles, contexts accepted, outcome) on stderr.\n");
+}
+
+static mira_dimse_server *running;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool quiet;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (running)
+        mira_dimse_server_stop(running);
+}
+
+static void log_line(void *ctx, mira_log_level level, const char *msg)
+{
+    (void)ctx;
+    if (quiet && level == MIRA_LOG_INFO)
+        return;
+    char when[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", localtime_r(&t, &tm));
+    static const char *const names[] = {"info", "warning", "error"};
+    pthread_mutex_lock(&log_lock);
+    fprintf(stderr, "%s mira serve %s: %s\n", when, names[level], msg);
+    pthread_mutex_unlock(&log_lock);
+}
+
+static bool parse_int(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Up to 64 strings (AE titles, transfer syntaxes). */
+typedef struct list {
+    const char *v[64];
+    size_t n;
+    char *owned[64];
+    size_t nowned;
+} list;
+
+static bool list_add(list *l, const char *s, bool copy)
+{
+    if (l->n >= 64)
+        return false;
+    if (copy) {
+        char *c = mira_strdup(s);
+        if (!c)
+            return false;
+        l->owned[l->nowned++] = c;
+        s = c;
+    }
+    l->v[l->n++] = s;
+    return true;
+}
+
+static void list_free(list *l)
+{
+    for (size_t i = 0; i < l->nowned; i++)
+        mira_free(l->owned[i]);
+}
+
+static bool add_ts_list(list *l, const char *csv)
+{
+    char *copy = mira_strdup(csv);
+    if (!copy)
+        return false;
+    bool ok = true;
+    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); ok && tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        const char *uid = mira_cli_ts_by_name(tok);
+        mira_ts_info info;
+        ok = mira_ts_lookup(uid, &info) && list_add(l, uid, true);
+    }
+    mira_free(copy);
+    return ok;
+}
+
+/* The "dimse" object of the config file into opt (strings copied into the lists). */
+static bool from_config(mira_dimse_server_options *o, list *calling, list *ts, list *strs,
+                        int *port)
+{
+    const char *path = NULL;
+    mira_json *root = mira_cli_load_config(&path);
+    mira_json *d = root ? mira_json_get(root, "dimse") : NULL;
+    bool ok = true;
+    if (d && mira_json_get_type(d) == MIRA_JSON_OBJECT) {
+        static const char *const ints[] = {"port", "max_associations", "max_pdu",
+                                           "artim_seconds", "idle_seconds"};
+        for (size_t i = 0; i < 5; i++) {
+            mira_json *v = mira_json_get(d, ints[i]);
+            if (!v)
+                continue;
+            if (mira_json_get_type(v) != MIRA_JSON_NUMBER) {
+                fprintf(stderr, "mira serve: %s: dimse.%s is not a number\n", path, ints[i]);
+                ok = false;
+                continue;
+            }
+            double n = mira_json_get_number(v);
+            if (i == 0)
+                *port = (int)n;
+            else if (i == 1)
+                o->max_associations = (int)n;
+            else if (i == 2)
+                o->max_pdu = (uint32_t)n;
+            else if (i == 3)
+                o->artim_seconds = (int)n;
+            else
+                o->idle_seconds = (int)n;
+        }
+        mira_json *v;
+        if ((v = mira_json_get(d, "ae_title")) && mira_json_get_type(v) == MIRA_JSON_STRING &&
+            list_add(strs, mira_json_get_string(v, NULL), true))
+            o->ae_title = strs->v[strs->n - 1];
+        if ((v = mira_json_get(d, "bind")) && mira_json_get_type(v) == MIRA_JSON_STRING &&
+            list_add(strs, mira_json_get_string(v, NULL), true))
+            o->bind = strs->v[strs->n - 1];
+        if ((v = mira_json_get(d, "calling_ae_titles")) && mira_json_get_type(v) == MIRA_JSON_ARRAY)
+            for (size_t i = 0; i < mira_json_count(v); i++)
+                if (mira_json_get_type(mira_json_at(v, i)) == MIRA_JSON_STRING)
+                    ok &= list_add(calling, mira_json_get_string(mira_json_at(v, i), NULL), true);
+        if ((v = mira_json_get(d, "transfer_syntaxes")) && mira_json_get_type(v) == MIRA_JSON_ARRAY)
+            for (size_t i = 0; i < mira_json_count(v); i++)
+                if (mira_json_get_type(mira_json_at(v, i)) == MIRA_JSON_STRING &&
+                    !add_ts_list(ts, mira_json_get_string(mira_json_at(v, i), NULL))) {
+                    fprintf(stderr, "mira serve: %s: dimse.transfer_syntaxes: '%s' is not a "
+                                    "transfer syntax mira knows\n",
+                            path, mira_json_get_string(mira_json_at(v, i), NULL));
+                    ok = false;
+                }
+    }
+    mira_json_free(root);
+    return ok;
+}
+
+int mira_cli_serve(int argc, char **argv)
+{
+    mira_dimse_server_options o;
+    mira_dimse_server_options_init(&o);
+    mira_archive_cli ao = {NULL, NULL, -1, NULL};
+    list calling = {0}, ts = {0}, strs = {0}, cli_calling = {0}, cli_ts = {0};
+    int port = 11112;
+    bool no_archive = false;
+    int rc = MIRA_EXIT_USAGE;
+    if (!from_config(&o, &calling, &ts, &strs, &port))
+        goto done;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        long v;
+        int r = mira_cli_archive_option(argc, argv, &i, &ao);
+        if (r < 0) {
+            fprintf(stderr, "mira serve: bad value for %s\n", a);
+            goto done;
+        }
+        if (r > 0)
+            continue;
+        if (mira_cli_is_help(a)) {
+            usage(stdout);
+            rc = MIRA_EXIT_OK;
+            goto done;
+        } else if (strcmp(a, "--any-called-ae") == 0) {
+            o.check_called_ae = false;
+        } else if (strcmp(a, "--no-archive") == 0) {
+            no_archive = true;
+        } else if (strcmp(a, "--quiet") == 0) {
+            quiet = true;
+        } else if (i + 1 >= argc) {
+            fprintf(stderr, "mira serve: unknown option or missing value: %s\n", a);
+            goto done;
+        } else if (strcmp(a, "--port") == 0 && parse_int(argv[i + 1], 0, 65535, &v)) {
+            port = (int)v;
+            i++;
+        } else if (strcmp(a, "--bind") == 0) {
+            o.bind = argv[++i];
+        } else if (strcmp(a, "--aet") == 0 && strlen(argv[i + 1]) <= 16 && *argv[i + 1]) {
+            o.ae_title = argv[++i];
+        } else if (strcmp(a, "--allow") == 0 && strlen(argv[i + 1]) <= 16) {
+            list_add(&cli_calling, argv[++i], false);
+        } else if (strcmp(a, "--accept-ts") == 0) {
+            if (!add_ts_list(&cli_ts, argv[++i])) {
+                fprintf(stderr, "mira serve: --accept-ts: not transfer syntaxes mira knows: %s\n",
+                        argv[i]);
+                goto done;
+            }
+        } else if (strcmp(a, "--max-associations") == 0 &&
+                   parse_int(argv[i + 1], 1, 10000, &v)) {
+            o.max_associations = (int)v;
+            i++;
+        } else if (strcmp(a, "--max-pdu") == 0 && parse_int(argv[i + 1], 4096, 16777216, &v)) {
+            o.max_pdu = (uint32_t)v;
+            i++;
+        } else if (strcmp(a, "--artim") == 0 && parse_int(argv[i + 1], 1, 3600, &v)) {
+            o.artim_seconds = (int)v;
+            i++;
+        } else if (strcmp(a, "--idle") == 0 && parse_int(argv[i + 1], 1, 86400, &v)) {
+            o.idle_seconds = (int)v;
+            i++;
+        } else {
+            fprintf(stderr, "mira serve: unknown option or bad value: %s %s\n", a, argv[i + 1]);
+            goto done;
+        }
+    }
+    list *cl = cli_calling.n ? &cli_calling : &calling;
+    list *tl = cli_ts.n ? &cli_ts : &ts;
+    if (cl->n) {
+        o.calling_ae_titles = cl->v;
+        o.ncalling_ae_titles = cl->n;
+    }
+    if (tl->n) {
+        o.transfer_syntaxes = tl->v;
+        o.ntransfer_syntaxes = tl->n;
+    }
+    o.port = port;
+    o.log = log_line;
+    rc = MIRA_EXIT_INPUT;
+    mira_archive *archive = NULL;
+    if (!no_archive) {
+        archive = mira_cli_open_archive("serve", &ao, true);
+        if (!archive)
+            goto done;
+    }
+    o.archive = archive;
+    mira_error *err = NULL;
+    mira_dimse_server *s = mira_dimse_server_new(&o, &err);
+    if (!s) {
+        mira_cli_report("serve", err);
+        mira_archive_close(archive);
+        goto done;
+    }
+    running = s;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    printf("listening on %s:%d\n", o.bind && *o.bind ? o.bind : "0.0.0.0",
+           mira_dimse_server_port(s));
+    fflush(stdout);
+    bool ok = mira_dimse_server_run(s, &err);
+    running = NULL;
+    mira_dimse_server_free(s);
+    mira_archive_close(archive);
+    if (!ok)
+        mira_cli_report("serve", err);
+    rc = ok ? MIRA_EXIT_OK : MIRA_EXIT_INPUT;
+done:
+    list_free(&calling);
+    list_free(&ts);
+    list_free(&strs);
+    list_free(&cli_calling);
+    list_free(&cli_ts);
+    return rc;
+}

@@ -1,0 +1,289 @@
+/* Verification (PS3.4 A) and Storage (PS3.4 B) SCP: C-ECHO and C-STORE into the archive. */
+#include "services.h"
+
+#include "dicom/dataset_int.h"
+#include "dicom/impl.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* C-STORE statuses (PS3.4 B.2.3; 0x0122 and 0x0111 are the general ones of PS3.7 C). */
+enum {
+    STATUS_SUCCESS = 0x0000,
+    STATUS_SOP_CLASS_NOT_SUPPORTED = 0x0122,
+    STATUS_DUPLICATE = 0x0111,
+    STATUS_UNRECOGNIZED_OPERATION = 0x0211,
+    STATUS_OUT_OF_RESOURCES = 0xA700,
+    STATUS_DATA_SET_MISMATCH = 0xA900,
+    STATUS_CANNOT_UNDERSTAND = 0xC000,
+    STATUS_WARNING_MISMATCH = 0xB007,
+};
+
+bool mira__is_storage_sop_class(const char *uid)
+{
+    const mira_uid_entry *u = mira_uid_find(uid);
+    if (!u || strcmp(u->type, "SOP Class") != 0 || !strstr(u->name, "Storage"))
+        return false;
+    return !strstr(u->name, "Commitment") && strcmp(uid, "1.2.840.10008.1.3.10") != 0;
+}
+
+/* A response command set for request rq. */
+static mira_dataset *response(const mira_dataset *rq, uint16_t field, uint16_t status,
+                              const char *comment, bool with_instance)
+{
+    mira_dataset *ds = mira_dataset_new(NULL);
+    if (!ds)
+        return NULL;
+    static const uint8_t zero[4];
+    char uid[65];
+    uint16_t id = 0;
+    mira__cmd_get_u16(rq, MIRA__TAG_MESSAGE_ID, &id);
+    bool ok = mira_dataset_set_bytes(ds, MIRA__TAG_GROUP_LENGTH, MIRA_VR_UL, zero, 4, NULL);
+    mira__cmd_get_str(rq, MIRA__TAG_AFFECTED_SOP_CLASS, uid, sizeof uid);
+    if (uid[0])
+        ok &= mira_dataset_set_string(ds, MIRA__TAG_AFFECTED_SOP_CLASS, MIRA_VR_UI, uid, NULL) !=
+              NULL;
+    ok &= mira__cmd_set_u16(ds, MIRA__TAG_COMMAND_FIELD, field);
+    ok &= mira__cmd_set_u16(ds, MIRA__TAG_RESPONDED_TO, id);
+    ok &= mira__cmd_set_u16(ds, MIRA__TAG_DATA_SET_TYPE, MIRA__NO_DATA_SET);
+    ok &= mira__cmd_set_u16(ds, MIRA__TAG_STATUS, status);
+    if (comment && *comment) {
+        char c[65];
+        snprintf(c, sizeof c, "%s", comment); /* LO: at most 64 characters */
+        for (char *p = c; *p; p++)
+            if (*p == '\\' || (unsigned char)*p < 0x20 || (unsigned char)*p > 0x7E)
+                *p = ' ';
+        ok &= mira_dataset_set_string(ds, MIRA__TAG_ERROR_COMMENT, MIRA_VR_LO, c, NULL) != NULL;
+    }
+    if (with_instance) {
+        mira__cmd_get_str(rq, MIRA__TAG_AFFECTED_SOP_INSTANCE, uid, sizeof uid);
+        if (uid[0])
+            ok &= mira_dataset_set_string(ds, MIRA__TAG_AFFECTED_SOP_INSTANCE, MIRA_VR_UI, uid,
+                                          NULL) != NULL;
+    }
+    if (!ok) {
+        mira_dataset_free(ds);
+        return NULL;
+    }
+    return ds;
+}
+
+static bool respond(mira__association *as, uint8_t pctx, const mira_dataset *rq, uint16_t field,
+                    uint16_t status, const char *comment, bool with_instance)
+{
+    mira_dataset *rsp = response(rq, field, status, comment, with_instance);
+    if (!rsp) {
+        mira__assoc_abort(as, MIRA__ABORT_PROVIDER, 0, "out of memory");
+        return false;
+    }
+    bool ok = mira__dimse_send(as, pctx, rsp, NULL, 0, NULL);
+    mira_dataset_free(rsp);
+    return ok;
+}
+
+bool mira__serve_echo(mira_dimse_server *s, mira__association *as, uint8_t pctx,
+                      const mira_dataset *cmd, bool has_data)
+{
+    if (has_data && !mira__dimse_recv_data(as, pctx, NULL, NULL, NULL))
+        return false;
+    return respond(as, pctx, cmd, MIRA__C_ECHO_RSP, STATUS_SUCCESS, NULL, false);
+}
+
+bool mira__serve_unsupported(mira_dimse_server *s, mira__association *as, uint8_t pctx,
+                             const mira_dataset *cmd, uint16_t field, bool has_data)
+{
+    if (field & 0x8000) {
+        mira__assoc_abort(as, MIRA__ABORT_PROVIDER, MIRA__ABORT_UNEXPECTED_PARAM,
+                          "a response to a request we never sent");
+        return false;
+    }
+    if (has_data && !mira__dimse_recv_data(as, pctx, NULL, NULL, NULL))
+        return false;
+    char c[64];
+    snprintf(c, sizeof c, "command field 0x%04X is not supported", field);
+    return respond(as, pctx, cmd, (uint16_t)(field | 0x8000), STATUS_UNRECOGNIZED_OPERATION, c,
+                   false);
+}
+
+/* ------------------------------------------------------------------ storage */
+
+bool mira__store_init(mira__store_ctx *st, mira_archive *a, mira_error **err)
+{
+    st->archive = a;
+    atomic_init(&st->seq, 0);
+    size_t n = strlen(mira_archive_dir(a)) + 16;
+    st->spool = mira_malloc(n);
+    if (!st->spool) {
+        mira_error_set(err, MIRA_ERR_NOMEM, NULL, "the spool folder's name");
+        return false;
+    }
+    snprintf(st->spool, n, "%s/spool", mira_archive_dir(a));
+    if (mkdir(st->spool, 0755) != 0 && errno != EEXIST) {
+        mira_error_set(err, MIRA_ERR_IO, "Cannot create folder", "creating %s: %s", st->spool,
+                       strerror(errno));
+        mira_free(st->spool);
+        st->spool = NULL;
+        return false;
+    }
+    /* files of processes that are gone were never acknowledged: removed */
+    DIR *d = opendir(st->spool);
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        long pid = strtol(de->d_name, NULL, 10);
+        if (pid <= 0 || (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+            continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", st->spool, de->d_name);
+        unlink(path);
+    }
+    if (d)
+        closedir(d);
+    return true;
+}
+
+void mira__store_cleanup(mira__store_ctx *st)
+{
+    mira_free(st->spool);
+    st->spool = NULL;
+}
+
+typedef struct spool {
+    int fd;
+    int error; /* errno of the first failed write */
+    uint64_t bytes;
+} spool;
+
+static bool write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return false;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+/* Each data set fragment goes to the file as it arrives: memory stays at one PDU. */
+static bool spool_write(void *ctx, const uint8_t *data, size_t len, bool last)
+{
+    spool *sp = ctx;
+    if (sp->error)
+        return true; /* keep receiving: the failure is answered in the response */
+    if (!write_all(sp->fd, data, len))
+        sp->error = errno ? errno : EIO;
+    sp->bytes += len;
+    return true;
+}
+
+/* The preamble and a file meta group (PS3.10 7.1) for the instance being received. */
+static bool write_meta(int fd, const char *sop_class, const char *sop_instance, const char *ts,
+                       const char *source_ae)
+{
+    mira_dataset *m = mira_dataset_new(NULL);
+    if (!m)
+        return false;
+    static const uint8_t zero[4], version[2] = {0, 1};
+    bool ok = mira_dataset_set_bytes(m, MIRA_TAG(0x0002, 0x0000), MIRA_VR_UL, zero, 4, NULL) &&
+              mira_dataset_set_bytes(m, MIRA_TAG(0x0002, 0x0001), MIRA_VR_OB, version, 2, NULL) &&
+              mira_dataset_set_string(m, MIRA_TAG(0x0002, 0x0002), MIRA_VR_UI, sop_class, NULL) &&
+              mira_dataset_set_string(m, MIRA_TAG(0x0002, 0x0003), MIRA_VR_UI, sop_instance,
+                                      NULL) &&
+              mira_dataset_set_string(m, MIRA_TAG(0x0002, 0x0010), MIRA_VR_UI, ts, NULL) &&
+              mira_dataset_set_string(m, MIRA_TAG(0x0002, 0x0012), MIRA_VR_UI,
+                                      MIRA_IMPLEMENTATION_UID, NULL) &&
+              mira_dataset_set_string(m, MIRA_TAG(0x0002, 0x0013), MIRA_VR_SH,
+                                      MIRA_IMPLEMENTATION_NAME, NULL);
+    if (ok && source_ae && *source_ae)
+        ok = mira_dataset_set_string(m, MIRA_TAG(0x0002, 0x0016), MIRA_VR_AE, source_ae, NULL);
+    mira__buf b;
+    mira__buf_init(&b);
+    static const uint8_t preamble[128];
+    mira__buf_append(&b, preamble, sizeof preamble);
+    mira__buf_append(&b, "DICM", 4);
+    ok = ok && mira__dataset_encode(m, true, false, &b, NULL) && !b.failed &&
+         write_all(fd, b.data, b.len);
+    mira__buf_cleanup(&b);
+    mira_dataset_free(m);
+    return ok;
+}
+
+bool mira__serve_store(mira_dimse_server *s, mira__store_ctx *st, mira__association *as,
+                       uint64_t assoc_id, uint8_t pctx, const mira_dataset *cmd, bool has_data)
+{
+    char sop_class[65], sop_instance[65];
+    mira__cmd_get_str(cmd, MIRA__TAG_AFFECTED_SOP_CLASS, sop_class, sizeof sop_class);
+    mira__cmd_get_str(cmd, MIRA__TAG_AFFECTED_SOP_INSTANCE, sop_instance, sizeof sop_instance);
+    const char *ctx_sop = mira__assoc_context_sop(as, pctx);
+    const char *ts = mira__assoc_context_ts(as, pctx);
+    if (!has_data) {
+        return respond(as, pctx, cmd, MIRA__C_STORE_RSP, STATUS_CANNOT_UNDERSTAND,
+                       "a C-STORE-RQ without a data set", true);
+    }
+    if (!st->archive || !ctx_sop || !ts || !mira__is_storage_sop_class(ctx_sop) ||
+        strcmp(ctx_sop, sop_class) != 0) {
+        if (!mira__dimse_recv_data(as, pctx, NULL, NULL, NULL))
+            return false;
+        return respond(as, pctx, cmd, MIRA__C_STORE_RSP, STATUS_SOP_CLASS_NOT_SUPPORTED,
+                       "SOP class not negotiated on this presentation context", true);
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%ld-%llu-%llu.part", st->spool, (long)getpid(),
+             (unsigned long long)assoc_id, (unsigned long long)atomic_fetch_add(&st->seq, 1));
+    spool sp = {-1, 0, 0};
+    sp.fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (sp.fd < 0 || !write_meta(sp.fd, sop_class, sop_instance, ts, as->rq.calling_ae))
+        sp.error = errno ? errno : EIO;
+    bool received = mira__dimse_recv_data(as, pctx, sp.fd >= 0 ? spool_write : NULL, &sp, NULL);
+    if (sp.fd >= 0 && close(sp.fd) != 0 && !sp.error)
+        sp.error = errno;
+    if (!received) {
+        /* aborted or closed in the middle of the data set: nothing was acknowledged */
+        unlink(path);
+        return false;
+    }
+    uint16_t status = STATUS_SUCCESS;
+    char comment[200] = "";
+    if (sp.error) {
+        status = STATUS_OUT_OF_RESOURCES;
+        snprintf(comment, sizeof comment, "spooling failed: %s", strerror(sp.error));
+    } else {
+        mira_store_result res;
+        mira_error *e = NULL;
+        if (mira_archive_store_file(st->archive, path, &res, &e)) {
+            if (strcmp(res.sop_class_uid, sop_class) != 0 ||
+                strcmp(res.sop_instance_uid, sop_instance) != 0) {
+                status = STATUS_WARNING_MISMATCH;
+                mira__log(s, MIRA_LOG_WARNING,
+                          "association %llu: stored %s, whose data set names SOP class %s and "
+                          "instance %s",
+                          (unsigned long long)assoc_id, sop_instance, res.sop_class_uid,
+                          res.sop_instance_uid);
+            }
+        } else {
+            mira_error_code code = mira_error_get_code(e);
+            status = code == MIRA_ERR_INVALID     ? STATUS_CANNOT_UNDERSTAND
+                     : code == MIRA_ERR_CONFLICT  ? STATUS_DUPLICATE
+                     : code == MIRA_ERR_UNSUPPORTED ? STATUS_DATA_SET_MISMATCH
+                                                  : STATUS_OUT_OF_RESOURCES;
+            snprintf(comment, sizeof comment, "%s", mira_error_get_message(e));
+            mira__log(s, MIRA_LOG_ERROR, "association %llu: C-STORE of %s failed (0x%04X): %s",
+                      (unsigned long long)assoc_id, sop_instance, status,
+                      mira_error_get_message(e));
+            mira_error_free(e);
+        }
+    }
+    unlink(path);
+    return respond(as, pctx, cmd, MIRA__C_STORE_RSP, status, comment, true);
+}

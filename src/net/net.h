@@ -1,0 +1,48 @@
+/* Generic TCP transport for the network services (DIMSE now, HL7 MLLP later). Internal. */
+#ifndef MIRA_NET_NET_H
+#define MIRA_NET_NET_H
+
+#include "mira/core.h"
+
+#include <stdatomic.h>
+
+/* A connected stream. TLS will add its session here; callers only use the functions below. */
+typedef struct mira__conn {
+    int fd;
+    char peer[64]; /* "ADDRESS:PORT" of the other end */
+    const atomic_bool *stop; /* when it becomes true, waits end with MIRA__IO_STOPPED (may be NULL) */
+} mira__conn;
+
+/* Outcomes of a read or write. */
+typedef enum mira__io {
+    MIRA__IO_OK = 0,
+    MIRA__IO_CLOSED = 1,  /* the peer closed the connection (at a message boundary or not) */
+    MIRA__IO_TIMEOUT = 2, /* nothing came (or could be sent) in time */
+    MIRA__IO_ERROR = 3,   /* a socket error (err is set) */
+    MIRA__IO_STOPPED = 4, /* *stop became true */
+} mira__io;
+
+/* Listen on host (NULL or "": every address) and port (0: a free one, see *bound_port).
+ * Returns the socket, or -1 with MIRA_ERR_IO. */
+int mira__tcp_listen(const char *host, int port, int backlog, int *bound_port, mira_error **err);
+/* Wait up to timeout_ms for a connection; true with *out filled, false on timeout (err
+ * unset) or error (err set). */
+bool mira__tcp_accept(int listen_fd, int timeout_ms, mira__conn *out, mira_error **err);
+/* Connect to host:port within timeout_ms. */
+bool mira__tcp_connect(const char *host, int port, int timeout_ms, mira__conn *out,
+                       mira_error **err);
+
+/* Read exactly n bytes, waiting at most timeout_ms in all (-1: for ever, or until *stop). */
+mira__io mira__conn_read(mira__conn *c, void *buf, size_t n, int timeout_ms, mira_error **err);
+/* Write all n bytes, waiting at most timeout_ms in all for the peer to take them. */
+mira__io mira__conn_write(mira__conn *c, const void *buf, size_t n, int timeout_ms,
+                          mira_error **err);
+/* Stop sending, then wait up to timeout_ms for the peer to close (reading and dropping what
+ * it still sends), so that a last PDU is not lost to a reset. */
+void mira__conn_linger(mira__conn *c, int timeout_ms);
+void mira__conn_close(mira__conn *c);
+
+/* Monotonic milliseconds. */
+int64_t mira__now_ms(void);
+
+#endif

@@ -1,0 +1,293 @@
+/* TCP sockets: listening, connecting, and reads and writes bounded in time. */
+#include "net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* A wait is cut in slices this long, so that a stop request is seen soon. */
+#define SLICE_MS 200
+
+int64_t mira__now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void describe(const struct sockaddr *sa, char *out, size_t n)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in->sin6_addr, host, sizeof host);
+        port = ntohs(in->sin6_port);
+    }
+    snprintf(out, n, "%s:%d", host, port);
+}
+
+static void tune(int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+int mira__tcp_listen(const char *host, int port, int backlog, int *bound_port, mira_error **err)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    int rc = getaddrinfo(host && *host ? host : NULL, ps, &hints, &res);
+    if (rc != 0) {
+        mira_error_set(err, MIRA_ERR_IO, "Cannot listen", "resolving %s: %s",
+                       host && *host ? host : "*", gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1, saved = 0;
+    /* prefer IPv4 for the wildcard address: what peers on 127.0.0.1 reach */
+    for (int pass = 0; pass < 2 && fd < 0; pass++) {
+        for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+            if ((pass == 0) != (ai->ai_family == AF_INET))
+                continue;
+            fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+            if (fd < 0) {
+                saved = errno;
+                continue;
+            }
+            int one = 1;
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, backlog) != 0) {
+                saved = errno;
+                close(fd);
+                fd = -1;
+            }
+        }
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        mira_error_set(err, MIRA_ERR_IO, "Cannot listen", "listening on %s:%d: %s",
+                       host && *host ? host : "*", port, strerror(saved));
+        return -1;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (bound_port && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+        *bound_port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                               : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return fd;
+}
+
+bool mira__tcp_accept(int listen_fd, int timeout_ms, mira__conn *out, mira_error **err)
+{
+    struct pollfd p = {listen_fd, POLLIN, 0};
+    int rc = poll(&p, 1, timeout_ms);
+    if (rc <= 0) {
+        if (rc < 0 && errno != EINTR) {
+            mira_error_set(err, MIRA_ERR_IO, NULL, "waiting for connections: %s", strerror(errno));
+        }
+        return false;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int fd = accept(listen_fd, (struct sockaddr *)&ss, &sl);
+    if (fd < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
+            return false;
+        /* out of descriptors and the like: report, the caller carries on */
+        mira_error_set(err, MIRA_ERR_IO, NULL, "accepting a connection: %s", strerror(errno));
+        return false;
+    }
+    tune(fd);
+    memset(out, 0, sizeof *out);
+    out->fd = fd;
+    describe((struct sockaddr *)&ss, out->peer, sizeof out->peer);
+    return true;
+}
+
+bool mira__tcp_connect(const char *host, int port, int timeout_ms, mira__conn *out,
+                       mira_error **err)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    int rc = getaddrinfo(host, ps, &hints, &res);
+    if (rc != 0) {
+        mira_error_set(err, MIRA_ERR_IO, "Cannot connect", "resolving %s: %s", host,
+                       gai_strerror(rc));
+        return false;
+    }
+    int saved = ECONNREFUSED, fd = -1;
+    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            saved = errno;
+            continue;
+        }
+        tune(fd);
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
+            saved = errno;
+            close(fd);
+            fd = -1;
+            continue;
+        }
+        struct pollfd p = {fd, POLLOUT, 0};
+        int soerr = 0;
+        socklen_t el = sizeof soerr;
+        if (poll(&p, 1, timeout_ms) != 1 ||
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &el) != 0 || soerr != 0) {
+            saved = soerr ? soerr : ETIMEDOUT;
+            close(fd);
+            fd = -1;
+            continue;
+        }
+        memset(out, 0, sizeof *out);
+        out->fd = fd;
+        describe(ai->ai_addr, out->peer, sizeof out->peer);
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        mira_error_set(err, MIRA_ERR_IO, "Cannot connect", "connecting to %s:%d: %s", host, port,
+                       strerror(saved));
+        return false;
+    }
+    return true;
+}
+
+/* Wait for fd to be ready for events, until deadline (-1: none). */
+static mira__io wait_for(mira__conn *c, short events, int64_t deadline)
+{
+    for (;;) {
+        if (c->stop && atomic_load(c->stop))
+            return MIRA__IO_STOPPED;
+        int slice = SLICE_MS;
+        if (deadline >= 0) {
+            int64_t left = deadline - mira__now_ms();
+            if (left <= 0)
+                return MIRA__IO_TIMEOUT;
+            if (left < slice)
+                slice = (int)left;
+        }
+        struct pollfd p = {c->fd, events, 0};
+        int rc = poll(&p, 1, slice);
+        if (rc > 0)
+            return MIRA__IO_OK;
+        if (rc < 0 && errno != EINTR)
+            return MIRA__IO_ERROR;
+    }
+}
+
+mira__io mira__conn_read(mira__conn *c, void *buf, size_t n, int timeout_ms, mira_error **err)
+{
+    int64_t deadline = timeout_ms < 0 ? -1 : mira__now_ms() + timeout_ms;
+    uint8_t *p = buf;
+    while (n > 0) {
+        ssize_t got = recv(c->fd, p, n, 0);
+        if (got > 0) {
+            p += got;
+            n -= (size_t)got;
+            continue;
+        }
+        if (got == 0)
+            return MIRA__IO_CLOSED;
+        if (errno == EINTR)
+            continue;
+        if (errno == ECONNRESET)
+            return MIRA__IO_CLOSED;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            mira_error_set(err, MIRA_ERR_IO, NULL, "reading from %s: %s", c->peer,
+                           strerror(errno));
+            return MIRA__IO_ERROR;
+        }
+        mira__io w = wait_for(c, POLLIN, deadline);
+        if (w != MIRA__IO_OK) {
+            if (w == MIRA__IO_ERROR)
+                mira_error_set(err, MIRA_ERR_IO, NULL, "waiting for %s: %s", c->peer,
+                               strerror(errno));
+            return w;
+        }
+    }
+    return MIRA__IO_OK;
+}
+
+mira__io mira__conn_write(mira__conn *c, const void *buf, size_t n, int timeout_ms,
+                          mira_error **err)
+{
+    int64_t deadline = timeout_ms < 0 ? -1 : mira__now_ms() + timeout_ms;
+    const uint8_t *p = buf;
+    while (n > 0) {
+        ssize_t put = send(c->fd, p, n, MSG_NOSIGNAL);
+        if (put >= 0) {
+            p += put;
+            n -= (size_t)put;
+            continue;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EPIPE || errno == ECONNRESET)
+            return MIRA__IO_CLOSED;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            mira_error_set(err, MIRA_ERR_IO, NULL, "writing to %s: %s", c->peer, strerror(errno));
+            return MIRA__IO_ERROR;
+        }
+        mira__io w = wait_for(c, POLLOUT, deadline);
+        if (w != MIRA__IO_OK) {
+            if (w == MIRA__IO_ERROR)
+                mira_error_set(err, MIRA_ERR_IO, NULL, "waiting for %s: %s", c->peer,
+                               strerror(errno));
+            return w;
+        }
+    }
+    return MIRA__IO_OK;
+}
+
+void mira__conn_linger(mira__conn *c, int timeout_ms)
+{
+    if (c->fd < 0)
+        return;
+    shutdown(c->fd, SHUT_WR);
+    int64_t deadline = mira__now_ms() + timeout_ms;
+    uint8_t sink[4096];
+    for (;;) {
+        ssize_t got = recv(c->fd, sink, sizeof sink, 0);
+        if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            return;
+        if (got > 0)
+            continue;
+        int64_t left = deadline - mira__now_ms();
+        if (left <= 0)
+            return;
+        struct pollfd p = {c->fd, POLLIN, 0};
+        if (poll(&p, 1, (int)left) <= 0)
+            return;
+    }
+}
+
+void mira__conn_close(mira__conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+}
