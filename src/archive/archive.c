@@ -311,8 +311,8 @@ static bool place_blob(const mira_archive *a, const char *tmp_path, const char *
         mira_error_set(err, MIRA_ERR_NOMEM, NULL, "placing %s", name);
         return false;
     }
-    /* the folders are there already as a rule (mira__archive_blob_dirs, or an earlier blob):
-     * making them here, one by one in the committer, cost more than all the SQL of a store */
+    /* the folders are there already as a rule (an earlier blob made them): try the rename
+     * first, one system call, and make them only when it finds them missing */
     bool ok = rename(tmp_path, dst) == 0;
     if (!ok && errno == ENOENT) {
         if (!make_parents(dst, err)) {
@@ -325,14 +325,6 @@ static bool place_blob(const mira_archive *a, const char *tmp_path, const char *
         mira_error_set(err, MIRA_ERR_IO, "Cannot store", "%s: %s", dst, strerror(errno));
     mira_free(dst);
     return ok;
-}
-
-void mira__archive_blob_dirs(const mira_archive *a, const char *name)
-{
-    char *dst = mira__blob_file(a, name);
-    if (dst)
-        (void)make_parents(dst, NULL);
-    mira_free(dst);
 }
 
 bool mira__archive_place_blob(const mira_archive *a, const char *tmp_path, const char *name,

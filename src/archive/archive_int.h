@@ -135,10 +135,6 @@ void mira__now(char out[32]);
  * into place, the rest removed; pending blob deletions are carried out. */
 bool mira__archive_recover(mira_archive *a, mira__db *db, mira_error **err);
 
-/* Make the folders a blob will be moved into, ahead of its commit (on the storing thread, so
- * that the committer's rename finds them); a failure is left to mira__archive_place_blob,
- * which makes missing folders itself. */
-void mira__archive_blob_dirs(const mira_archive *a, const char *name);
 /* Move a committed blob from tmp into blobs/ (making its folders if they are missing). */
 bool mira__archive_place_blob(const mira_archive *a, const char *tmp_path, const char *name,
                               mira_error **err);

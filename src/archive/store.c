@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,14 +16,18 @@
  * The path of one instance (mira_archive_store_*), on the caller's thread:
  *   1. parse the data set (up to the pixel data) and take the indexed attributes;
  *   2. write the bytes to tmp/<process>/<blob name> (O_DIRECT where it can), fdatasync, fsync
- *      of the tmp folder (the new name is durable), make the blob's folders in blobs/;
- *   3. queue the record and wait.
+ *      of the tmp folder (the new name is durable);
+ *   3. queue the record and wait;
+ *   4. once its rows are committed, rename the blob into blobs/ (making its folders if they
+ *      are new) and return.
  * The committer thread takes everything queued (up to BATCH records): one write transaction
- * with a savepoint per record (a bad record fails alone), COMMIT, then the blobs are renamed
- * into blobs/ and the waiting callers are told. The committer is the one serial part of a
- * store, so what can wait in parallel (syncing the tmp folder, making folders) is done by the
- * storing threads before they queue. Many callers storing at once (an import's workers, several
- * associations) share one commit: the cost of durability is paid per batch, not per file.
+ * with a savepoint per record (a bad record fails alone), COMMIT, and the waiting callers are
+ * told. The committer is the one serial part of a store, so everything that can wait in
+ * parallel (syncing the tmp folder, the rename and its folders) is done by the storing threads,
+ * before they queue or after they are told. Many callers storing at once (an import's workers,
+ * several associations) share one commit: the cost of durability is paid per batch, not per
+ * file. A killed process leaves nothing acknowledged behind either way: a committed row whose
+ * blob is still in tmp is moved into place by the next open (archive.c).
  *
  * Rows are created by the first instance of a patient, study or series; later instances fill
  * in attributes that are still empty, never overwrite them. An instance whose series or study
@@ -49,6 +54,7 @@ struct mira__pending {
     mira_store_result res;
     mira_error *err;
     bool ok, done;
+    bool place; /* committed as new or replaced: the storing thread renames the blob */
 };
 
 /* ------------------------------------------------------------------ SQL built from the keys */
@@ -338,12 +344,11 @@ static bool write_all(int fd, const uint8_t *b, size_t left)
     return true;
 }
 
-/* The whole blob: the aligned bulk with O_DIRECT if possible, the rest buffered. */
-static bool write_blob(int fd, const uint8_t *data, size_t len)
+/* The whole blob: the aligned bulk with O_DIRECT if fd was opened with it, the rest buffered. */
+static bool write_blob(int fd, bool direct, const uint8_t *data, size_t len)
 {
     size_t bulk = len - len % DIRECT_ALIGN, done = 0;
-    int flags = bulk ? fcntl(fd, F_GETFL) : -1;
-    if (flags >= 0 && fcntl(fd, F_SETFL, flags | O_DIRECT) == 0) {
+    if (direct) {
         uint8_t *raw = NULL, *bounce = NULL;
         bool in_place = (uintptr_t)data % DIRECT_ALIGN == 0;
         if (!in_place) {
@@ -374,8 +379,11 @@ static bool write_blob(int fd, const uint8_t *data, size_t len)
                 break; /* a short write left an unaligned offset */
         }
         mira_free(raw);
-        if (fcntl(fd, F_SETFL, flags) != 0)
-            return false;
+        if (done < len) {
+            int flags = fcntl(fd, F_GETFL);
+            if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_DIRECT) != 0)
+                return false;
+        }
     }
     return write_all(fd, data + done, len - done);
 }
@@ -390,12 +398,20 @@ static bool write_tmp(mira_archive *a, mira__pending *p, const void *data, size_
         return false;
     }
     snprintf(p->tmp_path, n, "%s/%s", a->tmp, p->blob);
-    int fd = open(p->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    /* opened with O_DIRECT at once when there is an aligned bulk (one fcntl fewer per blob);
+     * a file system without it (tmpfs...) refuses the open, and the file is made without */
+    const int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
+    bool direct = len >= DIRECT_ALIGN;
+    int fd = direct ? open(p->tmp_path, flags | O_DIRECT, 0644) : -1;
+    if (fd < 0) {
+        direct = false;
+        fd = open(p->tmp_path, flags, 0644);
+    }
     if (fd < 0) {
         mira_error_set(err, MIRA_ERR_IO, "Cannot store", "%s: %s", p->tmp_path, strerror(errno));
         return false;
     }
-    bool ok = write_blob(fd, data, len) && fdatasync(fd) == 0;
+    bool ok = write_blob(fd, direct, data, len) && fdatasync(fd) == 0;
     int saved = errno;
     ok = close(fd) == 0 && ok;
     /* the new name is durable before any row names it: the folder is synced here, on the
@@ -895,18 +911,13 @@ static void commit_batch(mira_archive *a, mira__pending **batch, size_t n)
         mira_error_free(err);
         return;
     }
-    /* committed: the blobs go into place; copies not kept go away */
+    /* committed: the storing threads move their blobs into place (store), in parallel;
+     * copies not kept go away */
     bool deletions = false;
     for (size_t i = 0; i < n; i++) {
         mira__pending *p = batch[i];
         if (p->ok && (outs[i] == OUT_NEW || outs[i] == OUT_REPLACED)) {
-            mira_error *perr = NULL;
-            if (!mira__archive_place_blob(a, p->tmp_path, p->blob, &perr)) {
-                /* the row is committed and the blob is safe in tmp: the next open of the
-                 * archive finishes the move; the caller hears of the failure */
-                p->ok = false;
-                p->err = perr;
-            }
+            p->place = true;
             p->res.status = outs[i] == OUT_NEW ? MIRA_STORE_STORED : MIRA_STORE_REPLACED;
         } else {
             unlink(p->tmp_path);
@@ -1096,13 +1107,16 @@ static bool store(mira_archive *a, const uint8_t *data, size_t len, const char *
         mira__checksum(bytes, nbytes, p->checksum);
         mira__blob_name(sop, mira__generation(a), p->blob);
         ok = write_tmp(a, p, bytes, nbytes, err);
-        if (ok)
-            mira__archive_blob_dirs(a, p->blob);
     }
     mira_free(owned);
     mira_file_free(f);
     if (ok)
         ok = submit(a, p, err);
+    if (ok && p->place && !mira__archive_place_blob(a, p->tmp_path, p->blob, &p->err)) {
+        /* the row is committed and the blob is safe in tmp: the next open of the archive
+         * finishes the move; the caller hears of the failure */
+        p->ok = false;
+    }
     if (ok) {
         ok = p->ok;
         if (!ok && err && p->err) {
@@ -1139,6 +1153,18 @@ bool mira_archive_store_file(mira_archive *a, const char *path, mira_store_resul
         return false;
     }
     size_t len = (size_t)st.st_size;
+    /* larger files are mapped, as mira_file_read does: no copy of the input, and the mapping
+     * is page-aligned, so the blob is written from the page cache in place (write_blob) */
+    if (len >= 64 * 1024) {
+        void *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m != MAP_FAILED) {
+            close(fd);
+            (void)madvise(m, len, MADV_SEQUENTIAL);
+            bool ok = store(a, m, len, path, a->duplicates, res, err);
+            munmap(m, len);
+            return ok;
+        }
+    }
     /* aligned, so that the blob can be written from it in place (write_blob) */
     uint8_t *raw = mira_malloc(len + DIRECT_ALIGN);
     uint8_t *buf = raw ? align_up(raw) : NULL;
