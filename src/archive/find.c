@@ -432,6 +432,7 @@ typedef struct find_ctx {
     bool stopped;
     mira_error *err;
     bool failed;
+    mira_dataset *row; /* the match handed to fn, made once and refilled for every row */
 } find_ctx;
 
 static mira_vr ident_vr(const mira_element *e, mira_vr fallback)
@@ -460,7 +461,15 @@ static bool put_value(mira_dataset *ds, mira_tag tag, mira_vr vr, const mira__db
         size_t n = mira_vr_value_size(vr);
         return mira_dataset_set_bytes(ds, tag, vr, b, n ? n : 2, err) != NULL;
     }
-    return mira_dataset_set_string(ds, tag, vr, s, err) != NULL;
+    /* padded to even length here, as mira_dataset_set_string would, so that a value costs one
+     * copy and not two (a study list of thousands of matches sets tens of thousands) */
+    size_t n = strlen(s);
+    char padded[256];
+    if (n % 2 == 0 || n >= sizeof padded)
+        return mira_dataset_set_string(ds, tag, vr, s, err) != NULL;
+    memcpy(padded, s, n);
+    padded[n] = vr == MIRA_VR_UI ? '\0' : ' ';
+    return mira_dataset_set_bytes(ds, tag, vr, padded, n + 1, err) != NULL;
 }
 
 typedef struct items_ctx {
@@ -536,19 +545,27 @@ static bool add_items(find_ctx *fc, mira_dataset *ds, const mira_element *ident_
     return ok;
 }
 
+/* Every match has the same elements: the data set is made once, with the constant ones, and
+ * each row then replaces the values of the keys in place (the callback only borrows it). A
+ * new data set per match was a third of the time of a query with thousands of matches. */
 static bool take_match(void *ctx, const mira__dbval *cols, size_t ncols)
 {
     find_ctx *fc = ctx;
-    mira_dataset *ds = mira_dataset_new(&fc->err);
-    if (!ds) {
-        fc->failed = true;
-        return false;
+    bool ok = true;
+    if (!fc->row) {
+        fc->row = mira_dataset_new(&fc->err);
+        ok = fc->row && mira_dataset_set_string(fc->row, 0x00080005, MIRA_VR_CS, "ISO_IR 192",
+                                                &fc->err) != NULL;
+        const mira_element *qrl = mira_dataset_get(fc->ident, 0x00080052);
+        if (ok && qrl)
+            ok = mira_dataset_set_string(fc->row, 0x00080052, MIRA_VR_CS,
+                                         mira_level_name(fc->q->level), &fc->err) != NULL;
+        if (!ok) {
+            fc->failed = true;
+            return false;
+        }
     }
-    bool ok = mira_dataset_set_string(ds, 0x00080005, MIRA_VR_CS, "ISO_IR 192", &fc->err) != NULL;
-    const mira_element *qrl = mira_dataset_get(fc->ident, 0x00080052);
-    if (ok && qrl)
-        ok = mira_dataset_set_string(ds, 0x00080052, MIRA_VR_CS, mira_level_name(fc->q->level),
-                                     &fc->err) != NULL;
+    mira_dataset *ds = fc->row;
     int64_t owner[4] = {0};
     for (int l = 0; l <= (int)fc->q->level && (size_t)l < ncols; l++)
         owner[l] = cols[l].type == MIRA__DB_INT ? cols[l].i : 0;
@@ -569,11 +586,9 @@ static bool take_match(void *ctx, const mira__dbval *cols, size_t ncols)
     }
     if (!ok) {
         fc->failed = true;
-        mira_dataset_free(ds);
         return false;
     }
     bool more = fc->fn(fc->user, ds);
-    mira_dataset_free(ds);
     if (!more)
         fc->stopped = true;
     return more;
@@ -763,9 +778,10 @@ bool mira_archive_find(mira_archive *a, mira_level level, const mira_dataset *id
         ok = false;
     }
     if (ok) {
-        find_ctx fc = {a, db, q, identifier, keys, nkeys, fn, ctx, false, NULL, false};
+        find_ctx fc = {a, db, q, identifier, keys, nkeys, fn, ctx, false, NULL, false, NULL};
         ok =
             mira__db_query(db, (const char *)sql.data, q->params, q->nparams, take_match, &fc, err);
+        mira_dataset_free(fc.row);
         if (ok && fc.failed) {
             ok = false;
             if (err && fc.err) {

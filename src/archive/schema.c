@@ -117,6 +117,25 @@ static const char *const migration_1 =
 
 static const char *const migrations[] = {migration_1};
 
+/*
+ * PostgreSQL only, after the migration of the same index, where the server has the pg_trgm
+ * extension (Debian's postgresql package does; it is a trusted extension, so the index's owner
+ * may create it): trigram indexes on the patients' names, so that a wild card inside a name
+ * (*SON*, the usual worklist search) is a bitmap index scan and not a scan of every patient.
+ * A btree serves prefixes only, in either backend; SQLite has no such index and scans (its
+ * patients table is small beside the studies it leads to). Without the extension (or the
+ * right to create it) the migration goes on without them: a query is as right, only slower.
+ * NULL: nothing for that version.
+ */
+static const char *const postgres_trigrams[] = {
+    "CREATE EXTENSION IF NOT EXISTS pg_trgm;"
+    "CREATE INDEX patients_name_trgm ON patients USING gin (patient_name gin_trgm_ops);"
+    "CREATE INDEX patients_name_ci_trgm ON patients USING gin (patient_name_ci gin_trgm_ops);",
+};
+_Static_assert(sizeof postgres_trigrams / sizeof postgres_trigrams[0] ==
+                   sizeof migrations / sizeof migrations[0],
+               "one entry of postgres_trigrams per migration");
+
 int mira__schema_version(void)
 {
     return (int)(sizeof migrations / sizeof migrations[0]);
@@ -190,6 +209,18 @@ bool mira__schema_migrate(mira__db *db, mira_error **err)
         if (!ok) {
             mira_error_prefix(err, "schema migration to version %lld: ", (long long)v + 1);
             goto fail;
+        }
+        if (postgres && postgres_trigrams[v]) {
+            /* in a savepoint: a server without pg_trgm fails the statement, not the migration */
+            if (!mira__db_exec(db, "SAVEPOINT trigrams", err))
+                goto fail;
+            if (mira__db_exec(db, postgres_trigrams[v], NULL)) {
+                if (!mira__db_exec(db, "RELEASE SAVEPOINT trigrams", err))
+                    goto fail;
+            } else if (!mira__db_exec(db, "ROLLBACK TO SAVEPOINT trigrams", err) ||
+                       !mira__db_exec(db, "RELEASE SAVEPOINT trigrams", err)) {
+                goto fail;
+            }
         }
         mira__dbval p = mira__db_int(v + 1);
         if (!db->ops->query(db, "UPDATE schema_version SET version = ?", &p, 1, NULL, NULL, NULL,
