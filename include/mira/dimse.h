@@ -31,9 +31,10 @@ typedef struct mira_dimse_server_options {
     size_t ncalling_ae_titles;
     /* Where C-STORE puts instances (borrowed; NULL: no Storage SCP). */
     mira_archive *archive;
-    /* Transfer syntaxes accepted, most preferred first (NULL: Explicit VR LE, Implicit VR LE,
-     * Explicit VR BE, Deflated, then every compressed syntax mira knows). For each proposed
-     * context the first of these that the requestor also proposed is chosen. */
+    /* Transfer syntaxes accepted, most preferred first: for each proposed context the first of
+     * these that the requestor also proposed is chosen. NULL: every syntax mira knows
+     * (uncompressed, deflated, every encapsulated one), chosen in the requestor's order, so
+     * that instances arrive as the sender has them. */
     const char *const *transfer_syntaxes;
     size_t ntransfer_syntaxes;
     int max_associations;  /* at once (default 32); more are rejected (transient, local limit) */

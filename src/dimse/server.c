@@ -16,8 +16,9 @@ struct mira_dimse_server {
     mira_dimse_server_options opt;
     char *bind, *ae_title;
     char **calling;
-    char **ts; /* the preference list (owned copies) */
+    char **ts; /* the syntaxes accepted (owned copies) */
     size_t nts;
+    bool ts_configured; /* ts is a preference order; else the requestor's order decides */
     int fd, port;
     atomic_bool stop;
     pthread_mutex_t lock;
@@ -53,8 +54,8 @@ void mira_dimse_server_options_init(mira_dimse_server_options *opt)
     opt->idle_seconds = 300;
 }
 
-/* The default preference: uncompressed first, then every other syntax mira knows, so that a
- * compressed instance proposed as such is received (and stored) as it was sent. */
+/* The default: every syntax mira knows (uncompressed and encapsulated ones), chosen in the
+ * requestor's order, so that an instance is received (and stored) as the sender has it. */
 static bool default_ts(mira_dimse_server *s)
 {
     static const char *const first[] = {MIRA_TS_EXPLICIT_LE, MIRA_TS_IMPLICIT_LE,
@@ -108,6 +109,7 @@ mira_dimse_server *mira_dimse_server_new(const mira_dimse_server_options *opt, m
             ok &= (s->ts[i] = mira_strdup(opt->transfer_syntaxes[i])) != NULL;
             s->nts += ok;
         }
+        s->ts_configured = true;
     } else if (ok) {
         ok = default_ts(s);
     }
@@ -185,6 +187,14 @@ static bool supported_sop(const mira_dimse_server *s, const char *uid)
 
 static const char *choose_ts(const mira_dimse_server *s, const mira__pctx *c)
 {
+    if (!s->ts_configured) {
+        /* the requestor's order: what a modality lists first (its own encoding) is kept */
+        for (size_t k = 0; k < c->nts; k++)
+            for (size_t i = 0; i < s->nts; i++)
+                if (strcmp(s->ts[i], c->ts[k]) == 0)
+                    return s->ts[i];
+        return NULL;
+    }
     for (size_t i = 0; i < s->nts; i++)
         for (size_t k = 0; k < c->nts; k++)
             if (strcmp(s->ts[i], c->ts[k]) == 0)

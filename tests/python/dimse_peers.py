@@ -146,15 +146,26 @@ def pdata(pctx, mch, data):
     return struct.pack(">BBI", 4, 0, len(pdv)) + pdv
 
 
+def _el(g, e, value):
+    if len(value) % 2:
+        value += b"\0"
+    return struct.pack("<HHI", g, e, len(value)) + value
+
+
 def echo_command(message_id=1):
     """A C-ECHO-RQ command set in Implicit VR Little Endian (PS3.7 9.3.5)."""
-    def el(g, e, value):
-        if len(value) % 2:
-            value += b"\0"
-        return struct.pack("<HHI", g, e, len(value)) + value
-    rest = (el(0, 2, VERIFICATION.encode()) + el(0, 0x100, struct.pack("<H", 0x30)) +
-            el(0, 0x110, struct.pack("<H", message_id)) + el(0, 0x800, struct.pack("<H", 0x0101)))
-    return el(0, 0, struct.pack("<I", len(rest))) + rest
+    rest = (_el(0, 2, VERIFICATION.encode()) + _el(0, 0x100, struct.pack("<H", 0x30)) +
+            _el(0, 0x110, struct.pack("<H", message_id)) +
+            _el(0, 0x800, struct.pack("<H", 0x0101)))
+    return _el(0, 0, struct.pack("<I", len(rest))) + rest
+
+
+def store_command(sop_class, sop_instance, message_id=1):
+    """A C-STORE-RQ command set (PS3.7 9.3.1.1), a data set following."""
+    rest = (_el(0, 2, sop_class.encode()) + _el(0, 0x100, struct.pack("<H", 1)) +
+            _el(0, 0x110, struct.pack("<H", message_id)) + _el(0, 0x700, struct.pack("<H", 0)) +
+            _el(0, 0x800, struct.pack("<H", 0)) + _el(0, 0x1000, sop_instance.encode()))
+    return _el(0, 0, struct.pack("<I", len(rest))) + rest
 
 
 ABORT = bytes([7, 0, 0, 0, 0, 4, 0, 0, 0, 0])
