@@ -162,3 +162,37 @@ def test_association_limit_and_idle_timeout(tmp_path):
         assert echoscu(srv.port).returncode == 0
         log = srv.stop()
     assert "timed out waiting for the peer" in log
+
+
+def test_config_file_and_transfer_syntax_preference(tmp_path, monkeypatch):
+    """The "dimse" object of mira.json, and --accept-ts overriding its syntaxes."""
+    import json
+    from pynetdicom import AE
+    pynetdicom_quiet()
+    cfg = tmp_path / "mira.json"
+    cfg.write_text(json.dumps({"archive": str(tmp_path / "archive"),
+                               "dimse": {"ae_title": "CFGAE",
+                                         "transfer_syntaxes": ["explicit", "implicit"]}}))
+    monkeypatch.setenv("MIRA_CONFIG", str(cfg))
+    ct = "1.2.840.10008.5.1.4.1.1.2"
+
+    def negotiated(port, called):
+        ae = AE(ae_title="PYNETSCU")
+        ae.add_requested_context(ct, [IMPLICIT_LE, EXPLICIT_LE])
+        ae.add_requested_context(VERIFICATION, ["1.2.840.10008.1.2.2"])  # big endian only
+        assoc = ae.associate("127.0.0.1", port, ae_title=called)
+        assert assoc.is_established
+        got = {c.abstract_syntax: c.transfer_syntax[0] for c in assoc.accepted_contexts}
+        assoc.release()
+        return got
+
+    with MiraServer(tmp_path / "archive", archive_args=[]) as srv:
+        assert echoscu(srv.port, aec="MIRA").returncode != 0  # the config's AE title applies
+        assert negotiated(srv.port, "CFGAE") == {ct: EXPLICIT_LE}  # our order, not theirs
+    with MiraServer(tmp_path / "archive", "--accept-ts", "implicit,big", archive_args=[]) as srv:
+        assert negotiated(srv.port, "CFGAE") == {ct: IMPLICIT_LE,
+                                                 VERIFICATION: "1.2.840.10008.1.2.2"}
+    monkeypatch.delenv("MIRA_CONFIG")
+    with MiraServer(tmp_path / "archive2") as srv:  # no configuration: the requestor's order
+        assert negotiated(srv.port, "MIRA") == {ct: IMPLICIT_LE,
+                                                VERIFICATION: "1.2.840.10008.1.2.2"}
