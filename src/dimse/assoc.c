@@ -4,6 +4,7 @@
 #include "dicom/dataset_int.h"
 #include "dicom/impl.h"
 
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -395,6 +396,16 @@ bool mira__dimse_send(mira__association *as, uint8_t pctx_id, const mira_dataset
     if (ok && data)
         ok = send_fragments(as, pctx_id, false, data, len, err);
     return ok;
+}
+
+bool mira__assoc_pending(mira__association *as)
+{
+    if (as->next_pdv < as->pdu.npdv)
+        return true;
+    if (as->conn.fd < 0)
+        return false;
+    struct pollfd p = {as->conn.fd, POLLIN, 0};
+    return poll(&p, 1, 0) > 0;
 }
 
 /* ------------------------------------------------------------------ command sets */

@@ -32,6 +32,7 @@ enum {
 #define MIRA__TAG_STATUS MIRA_TAG(0x0000, 0x0900)
 #define MIRA__TAG_ERROR_COMMENT MIRA_TAG(0x0000, 0x0902)
 #define MIRA__TAG_AFFECTED_SOP_INSTANCE MIRA_TAG(0x0000, 0x1000)
+#define MIRA__TAG_REQUESTED_SOP_CLASS MIRA_TAG(0x0000, 0x0003)
 #define MIRA__TAG_MOVE_ORIGINATOR_AE MIRA_TAG(0x0000, 0x1030)
 #define MIRA__TAG_MOVE_ORIGINATOR_ID MIRA_TAG(0x0000, 0x1031)
 
@@ -105,6 +106,10 @@ bool mira__dimse_recv_data(mira__association *as, uint8_t pctx_id, mira__data_fn
  * a data set already encoded in the context's transfer syntax, split to the peer's maximum. */
 bool mira__dimse_send(mira__association *as, uint8_t pctx_id, const mira_dataset *cmd,
                       const uint8_t *data, size_t len, mira_error **err);
+
+/* True if something has arrived that is not consumed yet (a PDV left in the current PDU, or
+ * bytes on the socket): a C-CANCEL-RQ may be waiting. */
+bool mira__assoc_pending(mira__association *as);
 
 /* Command set helpers. */
 bool mira__cmd_get_u16(const mira_dataset *cmd, mira_tag tag, uint16_t *out);

@@ -144,6 +144,11 @@ mira_dimse_server *mira_dimse_server_new(const mira_dimse_server_options *opt, m
     return s;
 }
 
+const char *mira__server_ae_title(const mira_dimse_server *s)
+{
+    return s->ae_title;
+}
+
 int mira_dimse_server_port(const mira_dimse_server *s)
 {
     return s->port;
@@ -182,7 +187,7 @@ static bool supported_sop(const mira_dimse_server *s, const char *uid)
 {
     if (strcmp(uid, MIRA__VERIFICATION_UID) == 0)
         return true;
-    return s->opt.archive && mira__is_storage_sop_class(uid);
+    return s->opt.archive && (mira__is_storage_sop_class(uid) || mira__is_find_sop_class(uid));
 }
 
 static const char *choose_ts(const mira_dimse_server *s, const mira__pctx *c)
@@ -379,6 +384,9 @@ static void serve(mira_dimse_server *s, mira__association *as, uint64_t id)
             break;
         case MIRA__C_STORE_RQ:
             ok = mira__serve_store(s, &s->store, as, id, pctx, cmd, dstype != MIRA__NO_DATA_SET);
+            break;
+        case MIRA__C_FIND_RQ:
+            ok = mira__serve_find(s, &s->store, as, id, pctx, cmd, dstype != MIRA__NO_DATA_SET);
             break;
         case MIRA__C_CANCEL_RQ: /* nothing of ours is pending: ignored, as PS3.7 allows */
             ok = true;

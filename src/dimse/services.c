@@ -287,3 +287,232 @@ bool mira__serve_store(mira_dimse_server *s, mira__store_ctx *st, mira__associat
     unlink(path);
     return respond(as, pctx, cmd, MIRA__C_STORE_RSP, status, comment, true);
 }
+
+/* ------------------------------------------------------------------ query (PS3.4 C) */
+
+#define PATIENT_ROOT_FIND "1.2.840.10008.5.1.4.1.2.1.1"
+#define STUDY_ROOT_FIND "1.2.840.10008.5.1.4.1.2.2.1"
+#define TAG_QR_LEVEL MIRA_TAG(0x0008, 0x0052)
+#define TAG_RETRIEVE_AE MIRA_TAG(0x0008, 0x0054)
+/* An identifier is a few keys; a megabyte is far beyond any real one. */
+#define MAX_IDENTIFIER (1u << 20)
+
+enum {
+    STATUS_PENDING = 0xFF00,
+    STATUS_CANCEL = 0xFE00,
+    STATUS_IDENTIFIER_MISMATCH = 0xA900,
+    STATUS_UNABLE_TO_PROCESS = 0xC000,
+};
+
+bool mira__is_find_sop_class(const char *uid)
+{
+    return strcmp(uid, PATIENT_ROOT_FIND) == 0 || strcmp(uid, STUDY_ROOT_FIND) == 0;
+}
+
+typedef struct membuf {
+    mira__buf b;
+    bool over;
+} membuf;
+
+static bool collect(void *ctx, const uint8_t *data, size_t len, bool last)
+{
+    membuf *m = ctx;
+    if (m->over || m->b.len + len > MAX_IDENTIFIER) {
+        m->over = true;
+        return true;
+    }
+    mira__buf_append(&m->b, data, len);
+    return true;
+}
+
+typedef struct find_state {
+    mira_dimse_server *s;
+    mira__association *as;
+    uint8_t pctx;
+    const mira_dataset *cmd;
+    const char *ts;
+    const char *level_name;
+    const char *ae_title;
+    uint16_t message_id;
+    uint64_t matches;
+    bool cancelled, failed;
+} find_state;
+
+/* A C-CANCEL-RQ waiting for our message? Anything else arriving now ends the association
+ * (we granted one outstanding operation). */
+static bool check_cancel(find_state *f)
+{
+    if (!mira__assoc_pending(f->as))
+        return true;
+    uint8_t pctx = 0;
+    mira_dataset *c = NULL;
+    mira__recv r = mira__dimse_recv_command(f->as, &pctx, &c, f->as->artim_ms, NULL);
+    if (r != MIRA__RECV_COMMAND) {
+        f->failed = true;
+        return false;
+    }
+    uint16_t field = 0, id = 0;
+    mira__cmd_get_u16(c, MIRA__TAG_COMMAND_FIELD, &field);
+    mira__cmd_get_u16(c, MIRA__TAG_RESPONDED_TO, &id);
+    mira_dataset_free(c);
+    if (field == MIRA__C_CANCEL_RQ && id == f->message_id) {
+        f->cancelled = true;
+        return false;
+    }
+    if (field == MIRA__C_CANCEL_RQ)
+        return true; /* for a message that is over: nothing to do */
+    mira__assoc_abort(f->as, MIRA__ABORT_PROVIDER, MIRA__ABORT_UNEXPECTED_PDU,
+                      "a request while a C-FIND was in progress (one operation at a time)");
+    f->failed = true;
+    return false;
+}
+
+static bool send_match(void *ctx, const mira_dataset *match)
+{
+    find_state *f = ctx;
+    if (!check_cancel(f))
+        return false;
+    /* the match with the level and our AE title, encoded in the context's syntax */
+    mira_dataset *id = mira_dataset_new(NULL);
+    bool ok = id != NULL;
+    for (size_t i = 0; ok && i < mira_dataset_count(match); i++) {
+        const mira_element *e = mira_dataset_at(match, i);
+        if (mira_element_vr(e) == MIRA_VR_SQ) {
+            mira_element *seq = mira_dataset_set_sequence(id, mira_element_tag(e), NULL);
+            for (size_t k = 0; seq && k < mira_element_item_count(e); k++) {
+                const mira_dataset *item = mira_element_item(e, k);
+                mira_dataset *dst = mira_element_add_item(seq, NULL);
+                for (size_t j = 0; dst && j < mira_dataset_count(item); j++) {
+                    const mira_element *ie = mira_dataset_at(item, j);
+                    size_t n = 0;
+                    const uint8_t *v = mira_element_bytes(ie, &n);
+                    if (v || n == 0)
+                        mira_dataset_set_bytes(dst, mira_element_tag(ie), mira_element_vr(ie),
+                                               v ? v : (const uint8_t *)"", n, NULL);
+                }
+            }
+            ok = seq != NULL;
+            continue;
+        }
+        size_t n = 0;
+        const uint8_t *v = mira_element_bytes(e, &n);
+        ok = mira_dataset_set_bytes(id, mira_element_tag(e), mira_element_vr(e),
+                                    v ? v : (const uint8_t *)"", v ? n : 0, NULL) != NULL;
+    }
+    ok = ok && mira_dataset_set_string(id, TAG_QR_LEVEL, MIRA_VR_CS, f->level_name, NULL) &&
+         mira_dataset_set_string(id, TAG_RETRIEVE_AE, MIRA_VR_AE, f->ae_title, NULL);
+    mira_ts_info info;
+    mira_ts_lookup(f->ts, &info);
+    mira__buf b;
+    mira__buf_init(&b);
+    ok = ok && mira__dataset_encode(id, info.explicit_vr, info.big_endian, &b, NULL) && !b.failed;
+    mira_dataset_free(id);
+    mira_dataset *rsp = ok ? response(f->cmd, MIRA__C_FIND_RSP, STATUS_PENDING, NULL, false)
+                           : NULL;
+    ok = rsp && mira__cmd_set_u16(rsp, MIRA__TAG_DATA_SET_TYPE, 0x0001);
+    if (ok) {
+        ok = mira__dimse_send(f->as, f->pctx, rsp, b.data ? b.data : (const uint8_t *)"", b.len,
+                              NULL);
+        f->failed |= !ok;
+    } else {
+        f->failed = true;
+        mira__assoc_abort(f->as, MIRA__ABORT_PROVIDER, 0, "out of memory");
+    }
+    mira_dataset_free(rsp);
+    mira__buf_cleanup(&b);
+    f->matches += ok;
+    return ok;
+}
+
+bool mira__serve_find(mira_dimse_server *s, mira__store_ctx *st, mira__association *as,
+                      uint64_t assoc_id, uint8_t pctx, const mira_dataset *cmd, bool has_data)
+{
+    char sop_class[65];
+    mira__cmd_get_str(cmd, MIRA__TAG_AFFECTED_SOP_CLASS, sop_class, sizeof sop_class);
+    const char *ctx_sop = mira__assoc_context_sop(as, pctx);
+    const char *ts = mira__assoc_context_ts(as, pctx);
+    membuf m = {{0}, false};
+    mira__buf_init(&m.b);
+    if (has_data && !mira__dimse_recv_data(as, pctx, collect, &m, NULL)) {
+        mira__buf_cleanup(&m.b);
+        return false;
+    }
+    uint16_t status = STATUS_SUCCESS;
+    const char *comment = NULL;
+    char why[200] = "";
+    mira_file *f = NULL;
+    mira_ts_info info;
+    if (!st->archive || !ctx_sop || !mira__is_find_sop_class(ctx_sop) ||
+        strcmp(ctx_sop, sop_class) != 0) {
+        status = STATUS_SOP_CLASS_NOT_SUPPORTED;
+        comment = "SOP class not negotiated on this presentation context";
+    } else if (!has_data || m.over || m.b.failed) {
+        status = STATUS_UNABLE_TO_PROCESS;
+        comment = m.over ? "the identifier is over 1 MiB" : "a C-FIND-RQ without an identifier";
+    } else if (!mira_ts_lookup(ts, &info) || info.deflated) {
+        status = STATUS_UNABLE_TO_PROCESS;
+        comment = "identifiers in this transfer syntax are not supported";
+    } else {
+        mira_read_options ro;
+        mira_read_options_init(&ro);
+        ro.raw = true;
+        ro.transfer_syntax = ts;
+        ro.no_mmap = true;
+        mira_error *e = NULL;
+        f = mira_file_read_memory(m.b.data ? m.b.data : (const uint8_t *)"", m.b.len, &ro, true,
+                                  &e);
+        if (!f) {
+            status = STATUS_IDENTIFIER_MISMATCH;
+            snprintf(why, sizeof why, "the identifier cannot be read: %s",
+                     mira_error_get_message(e));
+            comment = why;
+            mira_error_free(e);
+        }
+    }
+    mira__buf_cleanup(&m.b);
+    find_state fs = {s, as, pctx, cmd, ts, NULL, mira__server_ae_title(s), 0, 0, false, false};
+    mira__cmd_get_u16(cmd, MIRA__TAG_MESSAGE_ID, &fs.message_id);
+    if (f) {
+        mira_dataset *ident = mira_file_dataset(f);
+        const mira_element *le = mira_dataset_get(ident, TAG_QR_LEVEL);
+        char *lv = le ? mira_element_get_string(le, 0, NULL) : NULL;
+        mira_level level;
+        if (!lv || !mira_level_from_name(lv, &level) || strcmp(lv, "INSTANCE") == 0 ||
+            (level == MIRA_LEVEL_PATIENT && strcmp(ctx_sop, STUDY_ROOT_FIND) == 0)) {
+            status = STATUS_IDENTIFIER_MISMATCH;
+            snprintf(why, sizeof why, "Query/Retrieve Level %s%s%s is not one of this model",
+                     lv ? "\"" : "", lv ? lv : "missing", lv ? "\"" : "");
+            comment = why;
+        } else {
+            fs.level_name = mira_level_name(level);
+            mira_dataset_remove(ident, TAG_QR_LEVEL);
+            mira_dataset_remove(ident, TAG_RETRIEVE_AE);
+            mira_find_options fo;
+            mira_find_options_init(&fo);
+            mira_error *e = NULL;
+            if (!mira_archive_find(st->archive, level, ident, &fo, send_match, &fs, &e) &&
+                !fs.cancelled && !fs.failed) {
+                status = mira_error_get_code(e) == MIRA_ERR_ARGUMENT ||
+                                 mira_error_get_code(e) == MIRA_ERR_INVALID
+                             ? STATUS_IDENTIFIER_MISMATCH
+                             : STATUS_UNABLE_TO_PROCESS;
+                snprintf(why, sizeof why, "%s", e ? mira_error_get_message(e) : "search failed");
+                comment = why;
+                mira__log(s, MIRA_LOG_ERROR, "association %llu: C-FIND failed (0x%04X): %s",
+                          (unsigned long long)assoc_id, status, why);
+            }
+            mira_error_free(e);
+        }
+        mira_free(lv);
+        mira_file_free(f);
+    }
+    if (fs.failed)
+        return false;
+    if (fs.cancelled)
+        status = STATUS_CANCEL;
+    if (status == STATUS_SUCCESS || status == STATUS_CANCEL)
+        mira__log(s, MIRA_LOG_INFO, "association %llu: C-FIND at %s level: %llu matches%s",
+                  (unsigned long long)assoc_id, fs.level_name, (unsigned long long)fs.matches,
+                  fs.cancelled ? ", cancelled" : "");
+    return respond(as, pctx, cmd, MIRA__C_FIND_RSP, status, comment, false);
+}

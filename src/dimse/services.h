@@ -24,8 +24,15 @@ bool mira__serve_echo(mira_dimse_server *s, mira__association *as, uint8_t pctx,
                       const mira_dataset *cmd, bool has_data);
 bool mira__serve_store(mira_dimse_server *s, mira__store_ctx *st, mira__association *as,
                        uint64_t assoc_id, uint8_t pctx, const mira_dataset *cmd, bool has_data);
+/* The Query/Retrieve Information Models mira answers C-FIND on (Patient Root, Study Root). */
+bool mira__is_find_sop_class(const char *uid);
+bool mira__serve_find(mira_dimse_server *s, mira__store_ctx *st, mira__association *as,
+                      uint64_t assoc_id, uint8_t pctx, const mira_dataset *cmd, bool has_data);
 bool mira__serve_unsupported(mira_dimse_server *s, mira__association *as, uint8_t pctx,
                              const mira_dataset *cmd, uint16_t field, bool has_data);
+
+/* Our AE title (borrowed). */
+const char *mira__server_ae_title(const mira_dimse_server *s);
 
 void mira__log(mira_dimse_server *s, mira_log_level level, const char *fmt, ...)
     MIRA_PRINTF(3, 4);
