@@ -40,6 +40,10 @@ void mira__log(mira_dimse_server *s, mira_log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* AE titles and user names come from the peer: no control character reaches the log */
+    for (char *p = msg; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7F)
+            *p = '?';
     s->opt.log(s->opt.log_ctx, level, msg);
 }
 
