@@ -122,7 +122,9 @@ done <"$corpus/sets.tsv"
 is_j2k() { case ${ts_uid[$1]} in 1.2.840.10008.1.2.4.9? | 1.2.840.10008.1.2.4.20?) return 0 ;; esac; return 1; }
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+declare -A load_at
 for s in "${sets[@]}"; do
+    load_at[$s]=$(cut -d' ' -f1 /proc/loadavg)
     echo "run_decode: $s: warm-up, then $REPS runs of each side"
     if [ "${kind[$s]}" = mf ]; then
         run_set "$s" mira mira2 gdcm dcmtk
@@ -169,6 +171,7 @@ met=0 total=0
     echo "peers:   GDCM $(version libgdcm-dev), DCMTK $(version libdcmtk-dev) (Debian); mira's libraries:" \
         "libjpeg-turbo $(version libjpeg62-turbo), CharLS $(version libcharls2), OpenJPEG $(version libopenjp2-7)"
     echo "load:    $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (/proc/loadavg; $(nproc) = every core busy)"
+    echo "         1-minute load as each set began: $(for s in "${sets[@]}"; do printf '%s=%s ' "$s" "${load_at[$s]}"; done)" | fold -s -w 100 | sed '2,$s/^/           /'
     echo "method:  mode $MODE (file: read + decode every frame; decode: decode only); median of $REPS runs after a warm-up run; page cache warm"
     if [ ${#pin_one[@]} -gt 0 ]; then
         echo "         single-frame rows: every side pinned to one CPU (${pin_one[*]}), mira on 1 thread"
