@@ -503,7 +503,7 @@ bool mira_dimse_server_run(mira_dimse_server *s, mira_error **err)
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&attr, 512 * 1024);
+        pthread_attr_setstacksize(&attr, 2u << 20); /* the archive and SQLite run on it too */
         bool started = false;
         if (j) {
             j->s = s;
