@@ -137,7 +137,9 @@ def test_small_pdus_from_pynetdicom(tmp_path, max_pdu):
         assoc = ae.associate("127.0.0.1", srv.port, ae_title="MIRA", max_pdu=max_pdu)
         assert assoc.is_established
         for _ in range(3):
-            assert assoc.send_c_echo().Status == 0
+            rsp = assoc.send_c_echo()
+            # (seen once under load: no response within pynetdicom's 30 s; the log says why)
+            assert "Status" in rsp and rsp.Status == 0, srv.log_text()[-3000:]
         assoc.release()
         assert assoc.is_released
 
