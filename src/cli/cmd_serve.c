@@ -1,4 +1,4 @@
-/* mira serve: the DICOM server (Verification and Storage SCP) on the archive. */
+/* mira serve: the DICOM server (Verification, Storage and Query SCP) on the archive. */
 #include "cli.h"
 
 #include <pthread.h>
@@ -11,9 +11,10 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: mira serve [options]\n"
-            "Runs the DICOM server: Verification (C-ECHO) and Storage (C-STORE of every storage\n"
-            "SOP class) SCP; each instance received is stored in the archive before it is\n"
-            "acknowledged. Stops on SIGINT or SIGTERM. Options override the \"dimse\" object of\n"
+            "Runs the DICOM server: Verification (C-ECHO), Storage (C-STORE of every storage\n"
+            "SOP class) and Query (C-FIND, Patient and Study Root, with C-CANCEL) SCP; each\n"
+            "instance received is stored in the archive before it is acknowledged. Stops on\n"
+            "SIGINT or SIGTERM. Options override the \"dimse\" object of\n"
             "the config file ($MIRA_CONFIG, else ./mira.json): {\"port\", \"bind\", \"ae_title\",\n"
             "\"calling_ae_titles\": [...], \"transfer_syntaxes\": [...], \"max_associations\",\n"
             "\"max_pdu\", \"artim_seconds\", \"idle_seconds\"}.\n\n"

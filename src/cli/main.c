@@ -28,7 +28,7 @@ static const command commands[] = {
     {"history", mira_cli_history, "list the modifications made with mira modify"},
     {"export", mira_cli_export, "copy matching instances to a folder (optionally with a DICOMDIR)"},
     {"deid", mira_cli_deid, "de-identify files or an archive query (PS3.15 Basic Profile)"},
-    {"serve", mira_cli_serve, "run the DICOM server (C-ECHO, C-STORE into the archive)"},
+    {"serve", mira_cli_serve, "run the DICOM server (C-ECHO, C-STORE into the archive, C-FIND)"},
     {"echo", mira_cli_echo, "C-ECHO a DICOM peer (Verification SCU)"},
 };
 
