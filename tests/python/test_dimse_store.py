@@ -349,3 +349,28 @@ def test_large_instance_in_bounded_memory(tmp_path):
                     want.SOPInstanceUID).stdout.decode().strip()
     got = pydicom.dcmread(path)
     assert hashlib.sha256(got.PixelData).digest() == hashlib.sha256(want.PixelData).digest()
+
+
+def test_command_and_data_set_disagree(tmp_path):
+    """A C-STORE-RQ naming another SOP instance than its data set: stored under the data set's
+    UID, answered with warning 0xB007 (PS3.4 B.2.3)."""
+    import socket
+    from dimse_peers import RELEASE_RQ, associate_rq, pdata, read_pdu, store_command
+    ct = TEST_FILES / "CT_small.dcm"
+    want = pydicom.dcmread(ct)
+    body = dataset_bytes(ct)
+    with MiraServer(tmp_path / "archive") as srv:
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        s.sendall(associate_rq(contexts=((1, want.SOPClassUID, ("1.2.840.10008.1.2.1",)),)))
+        assert read_pdu(s)[:1] == b"\x02"
+        s.sendall(pdata(1, 3, store_command(want.SOPClassUID, "1.2.3.4.5.6.7.8")))
+        s.sendall(pdata(1, 2, body))
+        rsp = read_pdu(s)
+        i = rsp.find(b"\x00\x00\x00\x09\x02\x00\x00\x00")
+        assert i > 0 and struct.unpack("<H", rsp[i + 8:i + 10])[0] == 0xB007
+        s.sendall(RELEASE_RQ)
+        assert read_pdu(s)[:1] == b"\x06"
+        s.close()
+    path = run_mira("cat", "--archive", tmp_path / "archive", "--path",
+                    want.SOPInstanceUID).stdout.decode().strip()
+    assert dataset_bytes(path) == body
