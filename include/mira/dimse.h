@@ -20,6 +20,13 @@ typedef enum mira_log_level {
  * several at once: it must be thread-safe. */
 typedef void (*mira_log_fn)(void *ctx, mira_log_level level, const char *message);
 
+/* A peer known by AE title (a C-MOVE destination). */
+typedef struct mira_dimse_peer {
+    const char *ae_title;
+    const char *host;
+    int port;
+} mira_dimse_peer;
+
 typedef struct mira_dimse_server_options {
     const char *bind;     /* address to listen on; NULL or "": every address */
     int port;             /* 0: a free port (see mira_dimse_server_port) */
@@ -43,6 +50,10 @@ typedef struct mira_dimse_server_options {
     int idle_seconds;      /* with no message in an association (default 300) */
     mira_log_fn log;
     void *log_ctx;
+    /* C-MOVE destinations by AE title (borrowed: must outlive the server; NULL: none, every
+     * C-MOVE is answered "move destination unknown"). */
+    const mira_dimse_peer *peers;
+    size_t npeers;
 } mira_dimse_server_options;
 
 MIRA_API void mira_dimse_server_options_init(mira_dimse_server_options *opt);
@@ -83,6 +94,45 @@ MIRA_API void mira_dimse_scu_options_init(mira_dimse_scu_options *opt);
  */
 MIRA_API bool mira_dimse_echo(const char *host, int port, const mira_dimse_scu_options *opt,
                               uint16_t *status, mira_error **err);
+
+/* ------------------------------------------------------------------ Storage SCU */
+
+/* What became of one instance given to mira_dimse_send. Every pointer is borrowed for the
+ * call. */
+typedef struct mira_dimse_send_report {
+    const char *path;
+    const char *sop_class_uid;    /* "" if the file could not be read */
+    const char *sop_instance_uid; /* "" if the file could not be read */
+    const char *transfer_syntax;  /* the syntax it was sent in ("" if it was not sent) */
+    bool readable;   /* false: not a DICOM file with a SOP class and instance */
+    bool transcoded; /* sent in another syntax than its own (the peer accepted no other) */
+    bool responded;  /* a C-STORE-RSP came; status holds its status */
+    uint16_t status;
+    const char *reason; /* why it failed, or the response's Error Comment ("" if none) */
+} mira_dimse_send_report;
+
+/* Told of each instance once its fate is known, in the order they were sent. */
+typedef void (*mira_dimse_send_fn)(void *ctx, const mira_dimse_send_report *r);
+
+/* The C-STORE statuses that mean stored (PS3.4 B.2.3): success, or one of the warnings. */
+MIRA_API bool mira_dimse_store_status_ok(uint16_t status);
+
+/*
+ * Storage SCU (C-STORE): send the DICOM files in paths to host:port. The headers are read
+ * first; one association (more when the instances need over 128 presentation contexts)
+ * proposes a context per SOP class and transfer syntax with that syntax alone, and one per
+ * SOP class with Explicit VR LE and Implicit VR LE; an instance goes in its own syntax where it
+ * is accepted,
+ * else it is transcoded to an accepted one (decompressed to a native syntax, or encoded in
+ * what was accepted when mira can). SOP classes the peer refuses are reported, the rest is
+ * sent. fn (may be NULL) is told of every instance. Returns false (MIRA_ERR_IO no connection,
+ * MIRA_ERR_CONFLICT rejected, MIRA_ERR_INVALID malformed answer) when no association could be
+ * established; instances left when a later association fails are reported as failed and the
+ * call returns true.
+ */
+MIRA_API bool mira_dimse_send(const char *host, int port, const mira_dimse_scu_options *opt,
+                              const char *const *paths, size_t npaths, mira_dimse_send_fn fn,
+                              void *ctx, mira_error **err);
 
 #ifdef __cplusplus
 }
