@@ -1,5 +1,6 @@
 /* mira serve: the DICOM server (Verification, Storage and Query SCP) on the archive. */
 #include "cli.h"
+#include "serve_peers.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -32,7 +33,7 @@ static void usage(FILE *out)
             "  --artim S          seconds to wait for association and release PDUs (default 30)\n"
             "  --idle S           seconds an association may stay silent (default 300)\n"
             "  --no-archive       Verification only\n"
-            "  --quiet            log warnings and errors only\n"
+            MIRA_CLI_PEERS_HELP "  --quiet            log warnings and errors only\n"
             "Prints \"listening on ADDRESS:PORT\" on stdout once it accepts connections; logs each\n"
             "association (peer, AE titles, contexts accepted, outcome) on stderr.\n");
 }
@@ -182,6 +183,7 @@ int mira_cli_serve(int argc, char **argv)
     mira_archive_cli ao = {NULL, NULL, -1, NULL};
     list calling = {0}, ts = {0}, strs = {0}, cli_calling = {0}, cli_ts = {0};
     int port = 11112;
+    static mira_cli_peers peers; /* large: not on the stack */
     bool no_archive = false;
     int rc = MIRA_EXIT_USAGE;
     if (!from_config(&o, &calling, &ts, &strs, &port))
@@ -196,6 +198,12 @@ int mira_cli_serve(int argc, char **argv)
         }
         if (r > 0)
             continue;
+        if ((r = mira_cli_peer_option(argc, argv, &i, &peers)) != 0) {
+            if (r > 0)
+                continue;
+            fprintf(stderr, "mira serve: --peer takes AE=HOST:PORT\n");
+            goto done;
+        }
         if (mira_cli_is_help(a)) {
             usage(stdout);
             rc = MIRA_EXIT_OK;
@@ -253,6 +261,8 @@ int mira_cli_serve(int argc, char **argv)
         o.ntransfer_syntaxes = tl->n;
     }
     o.port = port;
+    if (!mira_cli_peers_finish(&peers, &o))
+        goto done;
     o.log = log_line;
     rc = MIRA_EXIT_INPUT;
     mira_archive *archive = NULL;
@@ -287,6 +297,7 @@ int mira_cli_serve(int argc, char **argv)
         mira_cli_report("serve", err);
     rc = ok ? MIRA_EXIT_OK : MIRA_EXIT_INPUT;
 done:
+    mira_cli_peers_free(&peers);
     list_free(&calling);
     list_free(&ts);
     list_free(&strs);

@@ -1,5 +1,6 @@
 /* The DIMSE SCP: listening, a thread per association, negotiation, dispatch to the services. */
 #include "dimse_int.h"
+#include "retrieve.h"
 #include "services.h"
 
 #include "dicom/impl.h"
@@ -191,7 +192,8 @@ static bool supported_sop(const mira_dimse_server *s, const char *uid)
 {
     if (strcmp(uid, MIRA__VERIFICATION_UID) == 0)
         return true;
-    return s->opt.archive && (mira__is_storage_sop_class(uid) || mira__is_find_sop_class(uid));
+    return s->opt.archive && (mira__is_storage_sop_class(uid) || mira__is_find_sop_class(uid) ||
+                              mira__is_retrieve_sop_class(uid));
 }
 
 static const char *choose_ts(const mira_dimse_server *s, const mira__pctx *c)
@@ -276,10 +278,13 @@ static bool negotiate(mira_dimse_server *s, mira__association *as, bool over_lim
         a->result = MIRA__PCTX_ACCEPTED;
         ok = mira__pctx_add_ts(a, ts);
     }
-    /* Roles (PS3.7 D.3.3.4): we are the SCP of what we serve; the requestor may be its SCU. */
+    /* Roles (PS3.7 D.3.3.4): we are the SCP of what we serve; the requestor may be its SCU,
+     * and the SCP of storage classes for C-GET. */
     for (size_t i = 0; ok && i < rq->nroles; i++)
         if (supported_sop(s, rq->roles[i].sop_class))
-            ok = mira__assoc_add_role(ac, rq->roles[i].sop_class, rq->roles[i].scu, false);
+            ok = mira__assoc_add_role(ac, rq->roles[i].sop_class, rq->roles[i].scu,
+                                      mira__retrieve_scp_role(rq->roles[i].sop_class,
+                                                              rq->roles[i].scp));
     /* Storage extended negotiation (PS3.4 B.3.1): level 2 (every element stored), signatures
      * unspecified, no coercion. Others are not answered, which means "not supported". */
     static const uint8_t storage_info[6] = {2, 0, 0, 0, 0, 0};
@@ -391,6 +396,11 @@ static void serve(mira_dimse_server *s, mira__association *as, uint64_t id)
             break;
         case MIRA__C_FIND_RQ:
             ok = mira__serve_find(s, &s->store, as, id, pctx, cmd, dstype != MIRA__NO_DATA_SET);
+            break;
+        case MIRA__C_MOVE_RQ:
+        case MIRA__C_GET_RQ:
+            ok = mira__serve_retrieve(s, &s->opt, s->opt.archive, as, id, pctx, cmd, field,
+                                      dstype != MIRA__NO_DATA_SET);
             break;
         case MIRA__C_CANCEL_RQ: /* nothing of ours is pending: ignored, as PS3.7 allows */
             ok = true;
