@@ -20,6 +20,41 @@ typedef enum mira_log_level {
  * several at once: it must be thread-safe. */
 typedef void (*mira_log_fn)(void *ctx, mira_log_level level, const char *message);
 
+/* Services a calling AE title (or a user) may use: bits of the permissions below. */
+enum {
+    MIRA_DIMSE_PERMIT_ECHO = 1u << 0,     /* Verification */
+    MIRA_DIMSE_PERMIT_STORE = 1u << 1,    /* C-STORE to us */
+    MIRA_DIMSE_PERMIT_FIND = 1u << 2,     /* Patient / Study Root C-FIND */
+    MIRA_DIMSE_PERMIT_MOVE = 1u << 3,     /* C-MOVE */
+    MIRA_DIMSE_PERMIT_GET = 1u << 4,      /* C-GET (and the storage contexts it receives on) */
+    MIRA_DIMSE_PERMIT_WORKLIST = 1u << 5, /* Modality Worklist C-FIND */
+    MIRA_DIMSE_PERMIT_MPPS = 1u << 6,     /* Modality Performed Procedure Step */
+    MIRA_DIMSE_PERMIT_COMMIT = 1u << 7,   /* Storage Commitment */
+    MIRA_DIMSE_PERMIT_ALL = 0xFFu,
+};
+
+/* Who may associate, and what for. */
+typedef struct mira_dimse_access_rule {
+    const char *calling_ae; /* "*": any calling AE title no other rule names */
+    const char *host;       /* NULL or "": from any address; else the peer's numeric address */
+    unsigned permissions;   /* MIRA_DIMSE_PERMIT_* */
+} mira_dimse_access_rule;
+
+/* A user of user identity negotiation (PS3.7 D.3.3.7). */
+typedef struct mira_dimse_user {
+    const char *name;
+    /* mira_dimse_password_hash's text; NULL: the user name alone (identity type 1) is enough */
+    const char *password_hash;
+    unsigned permissions; /* within those of the calling AE title (MIRA_DIMSE_PERMIT_ALL: all) */
+} mira_dimse_user;
+
+/* The bit of a permission's name ("echo", "store", "find", "move", "get", "worklist", "mpps",
+ * "commit", "all"); false if it is none of these. */
+MIRA_API bool mira_dimse_permission_parse(const char *name, unsigned *bits);
+/* A salted hash of a password for mira_dimse_user.password_hash
+ * ("pbkdf2-sha256$ITERATIONS$SALT$HASH", hex). Caller frees with mira_free; NULL on failure. */
+MIRA_API char *mira_dimse_password_hash(const char *password, mira_error **err);
+
 /* A peer known by AE title (a C-MOVE destination). */
 typedef struct mira_dimse_peer {
     const char *ae_title;
@@ -50,6 +85,23 @@ typedef struct mira_dimse_server_options {
     int idle_seconds;      /* with no message in an association (default 300) */
     mira_log_fn log;
     void *log_ctx;
+    /* Access control (NULL: any calling AE title may use any service). A calling AE title no
+     * rule names (or named from another address) is rejected (A-ASSOCIATE-RJ, calling AE title
+     * not recognized); the presentation contexts of services its rule does not permit are
+     * refused (user rejection). Copied by _new. */
+    const mira_dimse_access_rule *access;
+    size_t naccess;
+    /* With users, a user identity sent must be one of them with the right passcode, or the
+     * association is rejected; require_user also rejects associations that send none. */
+    const mira_dimse_user *users;
+    size_t nusers;
+    bool require_user;
+    /* TLS (include/mira/tls.h; NULL: none): a second listener on tls_port (0: a free one, see
+     * mira_dimse_server_tls_port) serves associations over TLS; tls_only: no plain listener
+     * (port is ignored). The files are read by _new. */
+    const struct mira_tls_options *tls;
+    int tls_port;
+    bool tls_only;
     /* C-MOVE destinations by AE title (borrowed: must outlive the server; NULL: none, every
      * C-MOVE is answered "move destination unknown"). */
     const mira_dimse_peer *peers;
@@ -64,8 +116,10 @@ typedef struct mira_dimse_server mira_dimse_server;
  * strings are copied; the archive is borrowed and must outlive the server. */
 MIRA_API mira_dimse_server *mira_dimse_server_new(const mira_dimse_server_options *opt,
                                                   mira_error **err);
-/* The port listened on. */
+/* The port listened on (plain TCP; -1 with tls_only). */
 MIRA_API int mira_dimse_server_port(const mira_dimse_server *s);
+/* The TLS port listened on (-1 without TLS). */
+MIRA_API int mira_dimse_server_tls_port(const mira_dimse_server *s);
 /* Serve until mira_dimse_server_stop: a thread per association. Returns when every
  * association has ended. */
 MIRA_API bool mira_dimse_server_run(mira_dimse_server *s, mira_error **err);
@@ -82,6 +136,7 @@ typedef struct mira_dimse_scu_options {
     const char *called_ae;  /* default "ANY-SCP" */
     int timeout_seconds;    /* for connecting and for each answer (default 30) */
     uint32_t max_pdu;       /* the largest P-DATA-TF we take (default 262144) */
+    const struct mira_tls_options *tls; /* NULL: plain TCP (include/mira/tls.h) */
 } mira_dimse_scu_options;
 
 MIRA_API void mira_dimse_scu_options_init(mira_dimse_scu_options *opt);

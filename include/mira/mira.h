@@ -9,6 +9,7 @@
 #include "mira/image.h"
 #include "mira/archive.h"
 #include "mira/deid.h"
+#include "mira/tls.h"
 #include "mira/dimse.h"
 
 #endif

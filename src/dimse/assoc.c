@@ -1,5 +1,6 @@
 /* Associations (PS3.8 9.2, Annex ... state machine) and DIMSE messages over P-DATA-TF. */
 #include "dimse_int.h"
+#include "net/tls.h"
 
 #include "dicom/dataset_int.h"
 #include "dicom/impl.h"
@@ -402,10 +403,7 @@ bool mira__assoc_pending(mira__association *as)
 {
     if (as->next_pdv < as->pdu.npdv)
         return true;
-    if (as->conn.fd < 0)
-        return false;
-    struct pollfd p = {as->conn.fd, POLLIN, 0};
-    return poll(&p, 1, 0) > 0;
+    return mira__conn_pending(&as->conn);
 }
 
 /* ------------------------------------------------------------------ command sets */
@@ -455,6 +453,10 @@ bool mira__assoc_request(mira__association *as, const char *host, int port, mira
     as->requestor = true;
     if (!mira__tcp_connect(host, port, timeout_ms, &as->conn, err))
         return false;
+    if (as->tls && !mira__tls_connect(as->tls, &as->conn, host, timeout_ms, err)) {
+        mira__conn_close(&as->conn);
+        return false;
+    }
     snprintf(rq->app_context, sizeof rq->app_context, "%s", MIRA__APP_CONTEXT);
     rq->max_pdu = as->recv_max;
     rq->protocol_version = 1;

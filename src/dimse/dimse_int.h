@@ -50,6 +50,7 @@ typedef enum mira__end {
 typedef struct mira__association {
     mira__conn conn;
     bool requestor;
+    struct mira__tls *tls; /* requestor: connect with TLS (borrowed; NULL: plain TCP) */
     mira__assoc rq, ac; /* the negotiation as sent / received */
     uint32_t send_max;  /* largest P-DATA-TF variable part the peer takes (0: no limit) */
     uint32_t recv_max;  /* ours */

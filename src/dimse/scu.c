@@ -1,5 +1,6 @@
 /* DIMSE SCU calls: Verification (C-ECHO). */
 #include "dimse_int.h"
+#include "net/tls.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -31,6 +32,10 @@ bool mira_dimse_echo(const char *host, int port, const mira_dimse_scu_options *o
     const mira_dimse_scu_options *o = opt ? opt : &defaults;
     mira__association as;
     init_association(&as, o);
+    mira__tls *tls = NULL;
+    if (o->tls && !(tls = mira__tls_new(o->tls, false, err)))
+        return false;
+    as.tls = tls;
     mira__assoc rq;
     memset(&rq, 0, sizeof rq);
     snprintf(rq.calling_ae, sizeof rq.calling_ae, "%s", o->calling_ae ? o->calling_ae : "MIRA");
@@ -39,6 +44,7 @@ bool mira_dimse_echo(const char *host, int port, const mira_dimse_scu_options *o
     if (!c || !mira__pctx_add_ts(c, MIRA_TS_IMPLICIT_LE) ||
         !mira__pctx_add_ts(c, MIRA_TS_EXPLICIT_LE)) {
         mira__assoc_cleanup(&rq);
+        mira__tls_free(tls);
         mira_error_set(err, MIRA_ERR_NOMEM, NULL, "an A-ASSOCIATE-RQ");
         return false;
     }
@@ -93,5 +99,6 @@ bool mira_dimse_echo(const char *host, int port, const mira_dimse_scu_options *o
         ok = mira__assoc_release(&as, err);
     mira__conn_close(&as.conn);
     mira__assoc_free_buffers(&as);
+    mira__tls_free(tls);
     return ok;
 }

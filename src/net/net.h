@@ -6,9 +6,13 @@
 
 #include <stdatomic.h>
 
-/* A connected stream. TLS will add its session here; callers only use the functions below. */
+struct ssl_st;
+
+/* A connected stream, plain or TLS (src/net/tls.h); callers only use the functions below,
+ * which work the same on both. */
 typedef struct mira__conn {
     int fd;
+    struct ssl_st *tls; /* the TLS session once mira__tls_accept/_connect succeeded, else NULL */
     char peer[64]; /* "ADDRESS:PORT" of the other end */
     const atomic_bool *stop; /* when it becomes true, waits end with MIRA__IO_STOPPED (may be NULL) */
 } mira__conn;
@@ -28,6 +32,10 @@ int mira__tcp_listen(const char *host, int port, int backlog, int *bound_port, m
 /* Wait up to timeout_ms for a connection; true with *out filled, false on timeout (err
  * unset) or error (err set). */
 bool mira__tcp_accept(int listen_fd, int timeout_ms, mira__conn *out, mira_error **err);
+/* The same on several listening sockets: *which receives the index in fds of the one that
+ * accepted. */
+bool mira__tcp_accept_any(const int *fds, size_t nfds, int timeout_ms, size_t *which,
+                          mira__conn *out, mira_error **err);
 /* Connect to host:port within timeout_ms. */
 bool mira__tcp_connect(const char *host, int port, int timeout_ms, mira__conn *out,
                        mira_error **err);
@@ -41,6 +49,11 @@ mira__io mira__conn_write(mira__conn *c, const void *buf, size_t n, int timeout_
  * it still sends), so that a last PDU is not lost to a reset. */
 void mira__conn_linger(mira__conn *c, int timeout_ms);
 void mira__conn_close(mira__conn *c);
+/* True if bytes have arrived that are not read yet (decrypted ones too): never waits. */
+bool mira__conn_pending(const mira__conn *c);
+/* Wait until the socket is ready for events (POLLIN, POLLOUT) or deadline (monotonic ms, -1:
+ * none) passes, in slices that look at *stop. MIRA__IO_ERROR leaves errno set. */
+mira__io mira__conn_wait(mira__conn *c, short events, int64_t deadline);
 
 /* Monotonic milliseconds. */
 int64_t mira__now_ms(void);

@@ -1,5 +1,6 @@
 /* TCP sockets: listening, connecting, and reads and writes bounded in time. */
 #include "net.h"
+#include "tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -99,17 +100,32 @@ int mira__tcp_listen(const char *host, int port, int backlog, int *bound_port, m
 
 bool mira__tcp_accept(int listen_fd, int timeout_ms, mira__conn *out, mira_error **err)
 {
-    struct pollfd p = {listen_fd, POLLIN, 0};
-    int rc = poll(&p, 1, timeout_ms);
+    size_t which;
+    return mira__tcp_accept_any(&listen_fd, 1, timeout_ms, &which, out, err);
+}
+
+bool mira__tcp_accept_any(const int *fds, size_t nfds, int timeout_ms, size_t *which,
+                          mira__conn *out, mira_error **err)
+{
+    struct pollfd p[4];
+    if (nfds > 4)
+        nfds = 4;
+    for (size_t i = 0; i < nfds; i++)
+        p[i] = (struct pollfd){fds[i], POLLIN, 0};
+    int rc = poll(p, (nfds_t)nfds, timeout_ms);
     if (rc <= 0) {
         if (rc < 0 && errno != EINTR) {
             mira_error_set(err, MIRA_ERR_IO, NULL, "waiting for connections: %s", strerror(errno));
         }
         return false;
     }
+    size_t k = 0;
+    while (k + 1 < nfds && !(p[k].revents & POLLIN))
+        k++;
+    *which = k;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
-    int fd = accept(listen_fd, (struct sockaddr *)&ss, &sl);
+    int fd = accept(fds[k], (struct sockaddr *)&ss, &sl);
     if (fd < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
             return false;
@@ -176,8 +192,7 @@ bool mira__tcp_connect(const char *host, int port, int timeout_ms, mira__conn *o
     return true;
 }
 
-/* Wait for fd to be ready for events, until deadline (-1: none). */
-static mira__io wait_for(mira__conn *c, short events, int64_t deadline)
+mira__io mira__conn_wait(mira__conn *c, short events, int64_t deadline)
 {
     for (;;) {
         if (c->stop && atomic_load(c->stop))
@@ -202,6 +217,8 @@ static mira__io wait_for(mira__conn *c, short events, int64_t deadline)
 mira__io mira__conn_read(mira__conn *c, void *buf, size_t n, int timeout_ms, mira_error **err)
 {
     int64_t deadline = timeout_ms < 0 ? -1 : mira__now_ms() + timeout_ms;
+    if (c->tls)
+        return mira__tls_read(c, buf, n, deadline, err);
     uint8_t *p = buf;
     while (n > 0) {
         ssize_t got = recv(c->fd, p, n, 0);
@@ -221,7 +238,7 @@ mira__io mira__conn_read(mira__conn *c, void *buf, size_t n, int timeout_ms, mir
                            strerror(errno));
             return MIRA__IO_ERROR;
         }
-        mira__io w = wait_for(c, POLLIN, deadline);
+        mira__io w = mira__conn_wait(c, POLLIN, deadline);
         if (w != MIRA__IO_OK) {
             if (w == MIRA__IO_ERROR)
                 mira_error_set(err, MIRA_ERR_IO, NULL, "waiting for %s: %s", c->peer,
@@ -236,6 +253,8 @@ mira__io mira__conn_write(mira__conn *c, const void *buf, size_t n, int timeout_
                           mira_error **err)
 {
     int64_t deadline = timeout_ms < 0 ? -1 : mira__now_ms() + timeout_ms;
+    if (c->tls)
+        return mira__tls_write(c, buf, n, deadline, err);
     const uint8_t *p = buf;
     while (n > 0) {
         ssize_t put = send(c->fd, p, n, MSG_NOSIGNAL);
@@ -252,7 +271,7 @@ mira__io mira__conn_write(mira__conn *c, const void *buf, size_t n, int timeout_
             mira_error_set(err, MIRA_ERR_IO, NULL, "writing to %s: %s", c->peer, strerror(errno));
             return MIRA__IO_ERROR;
         }
-        mira__io w = wait_for(c, POLLOUT, deadline);
+        mira__io w = mira__conn_wait(c, POLLOUT, deadline);
         if (w != MIRA__IO_OK) {
             if (w == MIRA__IO_ERROR)
                 mira_error_set(err, MIRA_ERR_IO, NULL, "waiting for %s: %s", c->peer,
@@ -267,6 +286,8 @@ void mira__conn_linger(mira__conn *c, int timeout_ms)
 {
     if (c->fd < 0)
         return;
+    if (c->tls)
+        mira__tls_notify_close(c);
     shutdown(c->fd, SHUT_WR);
     int64_t deadline = mira__now_ms() + timeout_ms;
     uint8_t sink[4096];
@@ -287,7 +308,18 @@ void mira__conn_linger(mira__conn *c, int timeout_ms)
 
 void mira__conn_close(mira__conn *c)
 {
+    mira__tls_end(c);
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
+}
+
+bool mira__conn_pending(const mira__conn *c)
+{
+    if (c->fd < 0)
+        return false;
+    if (c->tls && mira__tls_pending(c))
+        return true;
+    struct pollfd p = {c->fd, POLLIN, 0};
+    return poll(&p, 1, 0) > 0;
 }
