@@ -115,7 +115,37 @@ static const char *const migration_1 =
     /* blobs whose rows were deleted: removed from disk after the commit (and on recovery) */
     "CREATE TABLE blob_deletions (blob TEXT PRIMARY KEY, checksum TEXT NOT NULL);";
 
-static const char *const migrations[] = {migration_1};
+/*
+ * Version 2: the worklist (scheduled procedure steps, from `mira worklist add` and later from
+ * HL7 orders; linked to the study that arrives with the accession number), Modality Performed
+ * Procedure Steps and Storage Commitment transactions.
+ */
+static const char *const migration_2 =
+    "CREATE TABLE worklist ("
+    " pk @PK@, accession TEXT, requested_procedure_id TEXT, sps_id TEXT, patient_id TEXT,"
+    " patient_name TEXT, modality TEXT, station_aet TEXT, start_date TEXT, start_time TEXT,"
+    " performing_physician TEXT, procedure_description TEXT, study_uid TEXT,"
+    " status TEXT NOT NULL, source TEXT NOT NULL, placer_order TEXT, filler_order TEXT,"
+    " item TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);"
+    "CREATE INDEX worklist_start ON worklist (start_date, start_time);"
+    "CREATE INDEX worklist_accession ON worklist (accession);"
+    "CREATE INDEX worklist_study ON worklist (study_uid);"
+    "CREATE INDEX worklist_orders ON worklist (placer_order, filler_order);"
+    ""
+    "CREATE TABLE mpps ("
+    " pk @PK@, sop_uid TEXT NOT NULL UNIQUE, status TEXT NOT NULL,"
+    " worklist_pk @BIG@ REFERENCES worklist (pk) ON DELETE SET NULL, accession TEXT,"
+    " study_uid TEXT, patient_id TEXT, station_aet TEXT, modality TEXT,"
+    " attributes TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);"
+    "CREATE INDEX mpps_worklist ON mpps (worklist_pk);"
+    ""
+    "CREATE TABLE storage_commitments ("
+    " pk @PK@, transaction_uid TEXT NOT NULL, requestor TEXT NOT NULL,"
+    " instances @BIG@ NOT NULL, failures @BIG@ NOT NULL, received_at TEXT NOT NULL,"
+    " reported_at TEXT, reported_how TEXT);"
+    "CREATE INDEX storage_commitments_transaction ON storage_commitments (transaction_uid);";
+
+static const char *const migrations[] = {migration_1, migration_2};
 
 /*
  * PostgreSQL only, after the migration of the same index, where the server has the pg_trgm

@@ -32,6 +32,7 @@ int mira_cli_export(int argc, char **argv);
 int mira_cli_deid(int argc, char **argv);
 int mira_cli_serve(int argc, char **argv);
 int mira_cli_echo(int argc, char **argv);
+int mira_cli_worklist(int argc, char **argv);
 int mira_cli_send(int argc, char **argv);
 
 /* Print "mira SUB: message" to stderr for an error, and free it. */

@@ -1,5 +1,6 @@
 /* mira serve: the DICOM server (Verification, Storage and Query SCP) on the archive. */
 #include "cli.h"
+#include "serve_security.h"
 #include "serve_peers.h"
 
 #include <pthread.h>
@@ -18,7 +19,10 @@ static void usage(FILE *out)
             "SIGINT or SIGTERM. Options override the \"dimse\" object of\n"
             "the config file ($MIRA_CONFIG, else ./mira.json): {\"port\", \"bind\", \"ae_title\",\n"
             "\"calling_ae_titles\": [...], \"transfer_syntaxes\": [...], \"max_associations\",\n"
-            "\"max_pdu\", \"artim_seconds\", \"idle_seconds\"}.\n\n"
+            "\"max_pdu\", \"artim_seconds\", \"idle_seconds\", \"tls\": {\"cert\", \"key\", \"ca\",\n"
+            "\"verify_peer\", \"port\", \"only\"}, \"accept\": {\"AE\": [\"store\", ...] or\n"
+            "{\"permissions\": [...], \"hosts\": [...]}, \"*\": [...]}, \"users\": {\"NAME\":\n"
+            "{\"password\": HASH, \"permissions\": [...]}}, \"require_user\"}.\n\n"
             "options:\n" MIRA_ARCHIVE_CLI_HELP
             "  --duplicates P     keep (default), overwrite or reject re-sent instances\n"
             "  --port N           TCP port (default 11112; 0: any free port, printed)\n"
@@ -32,7 +36,7 @@ static void usage(FILE *out)
             "  --max-pdu N        largest PDU received (default 262144)\n"
             "  --artim S          seconds to wait for association and release PDUs (default 30)\n"
             "  --idle S           seconds an association may stay silent (default 300)\n"
-            "  --no-archive       Verification only\n"
+            "  --no-archive       Verification only\n" MIRA_CLI_SECURITY_HELP
             MIRA_CLI_PEERS_HELP "  --quiet            log warnings and errors only\n"
             "Prints \"listening on ADDRESS:PORT\" on stdout once it accepts connections; logs each\n"
             "association (peer, AE titles, contexts accepted, outcome) on stderr.\n");
@@ -186,7 +190,8 @@ int mira_cli_serve(int argc, char **argv)
     static mira_cli_peers peers; /* large: not on the stack */
     bool no_archive = false;
     int rc = MIRA_EXIT_USAGE;
-    if (!from_config(&o, &calling, &ts, &strs, &port))
+    mira_cli_security sec = {.tls_port = -1};
+    if (!from_config(&o, &calling, &ts, &strs, &port) || !mira_cli_security_load(&sec))
         goto done;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -198,6 +203,16 @@ int mira_cli_serve(int argc, char **argv)
         }
         if (r > 0)
             continue;
+        if ((r = mira_cli_security_option(argc, argv, &i, &sec)) != 0) {
+            if (r > 0)
+                continue;
+            fprintf(stderr, "mira serve: bad value for %s\n", a);
+            goto done;
+        }
+        if (strcmp(a, "--hash-password") == 0) {
+            rc = mira_cli_hash_password();
+            goto done;
+        }
         if ((r = mira_cli_peer_option(argc, argv, &i, &peers)) != 0) {
             if (r > 0)
                 continue;
@@ -264,6 +279,8 @@ int mira_cli_serve(int argc, char **argv)
     if (!mira_cli_peers_finish(&peers, &o))
         goto done;
     o.log = log_line;
+    if (!mira_cli_security_apply(&sec, &o))
+        goto done;
     rc = MIRA_EXIT_INPUT;
     mira_archive *archive = NULL;
     if (!no_archive) {
@@ -286,8 +303,12 @@ int mira_cli_serve(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    printf("listening on %s:%d\n", o.bind && *o.bind ? o.bind : "0.0.0.0",
-           mira_dimse_server_port(s));
+    if (mira_dimse_server_port(s) >= 0)
+        printf("listening on %s:%d\n", o.bind && *o.bind ? o.bind : "0.0.0.0",
+               mira_dimse_server_port(s));
+    if (mira_dimse_server_tls_port(s) >= 0)
+        printf("listening with TLS on %s:%d\n", o.bind && *o.bind ? o.bind : "0.0.0.0",
+               mira_dimse_server_tls_port(s));
     fflush(stdout);
     bool ok = mira_dimse_server_run(s, &err);
     running = NULL;
@@ -297,6 +318,7 @@ int mira_cli_serve(int argc, char **argv)
         mira_cli_report("serve", err);
     rc = ok ? MIRA_EXIT_OK : MIRA_EXIT_INPUT;
 done:
+    mira_cli_security_free(&sec);
     mira_cli_peers_free(&peers);
     list_free(&calling);
     list_free(&ts);

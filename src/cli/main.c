@@ -30,6 +30,7 @@ static const command commands[] = {
     {"deid", mira_cli_deid, "de-identify files or an archive query (PS3.15 Basic Profile)"},
     {"serve", mira_cli_serve, "run the DICOM server (C-ECHO, C-STORE into the archive, C-FIND)"},
     {"echo", mira_cli_echo, "C-ECHO a DICOM peer (Verification SCU)"},
+    {"worklist", mira_cli_worklist, "add, list and delete scheduled procedure steps (worklist)"},
     {"send", mira_cli_send, "C-STORE files, folders or an archive query to a DICOM peer"},
 };
 

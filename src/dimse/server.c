@@ -2,6 +2,7 @@
 #include "dimse_int.h"
 #include "retrieve.h"
 #include "services.h"
+#include "procedure.h"
 
 #include "dicom/impl.h"
 
@@ -154,6 +155,11 @@ const char *mira__server_ae_title(const mira_dimse_server *s)
     return s->ae_title;
 }
 
+const mira_dimse_server_options *mira__server_options(const mira_dimse_server *s)
+{
+    return &s->opt;
+}
+
 int mira_dimse_server_port(const mira_dimse_server *s)
 {
     return s->port;
@@ -193,7 +199,8 @@ static bool supported_sop(const mira_dimse_server *s, const char *uid)
     if (strcmp(uid, MIRA__VERIFICATION_UID) == 0)
         return true;
     return s->opt.archive && (mira__is_storage_sop_class(uid) || mira__is_find_sop_class(uid) ||
-                              mira__is_retrieve_sop_class(uid));
+                              mira__is_retrieve_sop_class(uid) ||
+                              mira__is_procedure_sop_class(uid));
 }
 
 static const char *choose_ts(const mira_dimse_server *s, const mira__pctx *c)
@@ -394,8 +401,19 @@ static void serve(mira_dimse_server *s, mira__association *as, uint64_t id)
         case MIRA__C_STORE_RQ:
             ok = mira__serve_store(s, &s->store, as, id, pctx, cmd, dstype != MIRA__NO_DATA_SET);
             break;
-        case MIRA__C_FIND_RQ:
-            ok = mira__serve_find(s, &s->store, as, id, pctx, cmd, dstype != MIRA__NO_DATA_SET);
+        case MIRA__C_FIND_RQ: /* the worklist model has its own SCP (procedure.h) */
+            ok = mira__assoc_context_sop(as, pctx) &&
+                         mira__is_procedure_sop_class(mira__assoc_context_sop(as, pctx))
+                     ? mira__serve_worklist_find(s, as, id, pctx, cmd, dstype != MIRA__NO_DATA_SET)
+                     : mira__serve_find(s, &s->store, as, id, pctx, cmd,
+                                        dstype != MIRA__NO_DATA_SET);
+            break;
+        case MIRA__N_CREATE_RQ:
+        case MIRA__N_SET_RQ:
+            ok = mira__serve_mpps(s, as, id, pctx, cmd, field, dstype != MIRA__NO_DATA_SET);
+            break;
+        case MIRA__N_ACTION_RQ:
+            ok = mira__serve_commitment(s, as, id, pctx, cmd, dstype != MIRA__NO_DATA_SET);
             break;
         case MIRA__C_MOVE_RQ:
         case MIRA__C_GET_RQ:
