@@ -2,6 +2,8 @@
 #include "dimse_int.h"
 #include "retrieve.h"
 #include "services.h"
+#include "access.h"
+#include "net/tls.h"
 #include "procedure.h"
 
 #include "dicom/impl.h"
@@ -28,6 +30,10 @@ struct mira_dimse_server {
     int active;   /* association threads running (negotiating or established) */
     uint64_t ids; /* association numbers, for the log */
     mira__store_ctx store;
+    mira__access *access; /* NULL: every AE may use every service */
+    mira__tls *tls;       /* NULL: no TLS listener */
+    int tls_fd, tls_port;
+    bool tls_verify; /* clients' certificates are verified */
 };
 
 /* A rejecting thread may run beyond the maximum, but only this many more. */
@@ -95,6 +101,7 @@ mira_dimse_server *mira_dimse_server_new(const mira_dimse_server_options *opt, m
     }
     s->opt = *opt;
     s->fd = -1;
+    s->tls_fd = s->tls_port = -1;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->idle, NULL);
     atomic_init(&s->stop, false);
@@ -142,8 +149,26 @@ mira_dimse_server *mira_dimse_server_new(const mira_dimse_server_options *opt, m
         mira_dimse_server_free(s);
         return NULL;
     }
-    s->fd = mira__tcp_listen(s->bind, opt->port, 128, &s->port, err);
-    if (s->fd < 0) {
+    mira_error *e = NULL;
+    s->access = mira__access_new(opt, &e);
+    if ((!s->access && e) || (opt->tls && !(s->tls = mira__tls_new(opt->tls, true, &e)))) {
+        if (err)
+            *err = e;
+        else
+            mira_error_free(e);
+        mira_dimse_server_free(s);
+        return NULL;
+    }
+    s->tls_verify = opt->tls && opt->tls->verify_peer;
+    s->opt.tls = NULL;
+    s->opt.access = NULL;
+    s->opt.users = NULL;
+    s->port = -1;
+    if (!(opt->tls && opt->tls_only))
+        s->fd = mira__tcp_listen(s->bind, opt->port, 128, &s->port, err);
+    if ((s->fd < 0 && !(opt->tls && opt->tls_only)) ||
+        (s->tls && (s->tls_fd = mira__tcp_listen(s->bind, opt->tls_port, 128, &s->tls_port,
+                                                 err)) < 0)) {
         mira_dimse_server_free(s);
         return NULL;
     }
@@ -165,6 +190,11 @@ int mira_dimse_server_port(const mira_dimse_server *s)
     return s->port;
 }
 
+int mira_dimse_server_tls_port(const mira_dimse_server *s)
+{
+    return s->tls_port;
+}
+
 void mira_dimse_server_stop(mira_dimse_server *s)
 {
     atomic_store(&s->stop, true);
@@ -176,6 +206,10 @@ void mira_dimse_server_free(mira_dimse_server *s)
         return;
     if (s->fd >= 0)
         close(s->fd);
+    if (s->tls_fd >= 0)
+        close(s->tls_fd);
+    mira__tls_free(s->tls);
+    mira__access_free(s->access);
     mira__store_cleanup(&s->store);
     mira_free(s->bind);
     mira_free(s->ae_title);
@@ -232,8 +266,29 @@ static void reject(mira__association *as, uint8_t result, uint8_t source, uint8_
     snprintf(as->end_detail, sizeof as->end_detail, "%s", why);
 }
 
+/* Whether the association's permissions cover a proposed context; a refusal is logged. */
+static bool context_permitted(mira_dimse_server *s, const mira__association *as, uint64_t id,
+                                 const mira__pctx *c, unsigned permitted)
+{
+    bool scp_role = false;
+    for (size_t i = 0; i < as->rq.nroles; i++)
+        if (strcmp(as->rq.roles[i].sop_class, c->abstract_syntax) == 0)
+            scp_role = as->rq.roles[i].scp;
+    unsigned needed = mira__access_needed(c->abstract_syntax, scp_role);
+    if (needed & permitted)
+        return true;
+    const mira_uid_entry *u = mira_uid_find(c->abstract_syntax);
+    mira__log(s, MIRA_LOG_WARNING,
+              "association %llu: presentation context %u (%s) refused: calling AE \"%s\" may not "
+              "%s",
+              (unsigned long long)id, c->id, u ? u->name : c->abstract_syntax, as->rq.calling_ae,
+              needed ? mira__access_name(needed) : "use it (no permission names it)");
+    return false;
+}
+
 /* Answer the A-ASSOCIATE-RQ in as->rq: false if rejected (as->end says why). */
-static bool negotiate(mira_dimse_server *s, mira__association *as, bool over_limit)
+static bool negotiate(mira_dimse_server *s, mira__association *as, bool over_limit,
+                      uint64_t id)
 {
     const mira__assoc *rq = &as->rq;
     if (over_limit) {
@@ -261,6 +316,15 @@ static bool negotiate(mira_dimse_server *s, mira__association *as, bool over_lim
             return false;
         }
     }
+    unsigned permitted; /* access control (src/dimse/access.c) */
+    uint8_t why_reason = 0;
+    char why[300];
+    if (!mira__access_associate(s->access, as->conn.peer, rq, &permitted, &why_reason, why + 10,
+                                sizeof why - 10)) {
+        memcpy(why, "rejected: ", 10);
+        reject(as, 1, 1, why_reason, why);
+        return false;
+    }
     mira__assoc *ac = &as->ac;
     ac->protocol_version = 1;
     memcpy(ac->called_ae, rq->called_ae, sizeof ac->called_ae);
@@ -275,6 +339,10 @@ static bool negotiate(mira_dimse_server *s, mira__association *as, bool over_lim
             break;
         if (!supported_sop(s, c->abstract_syntax)) {
             a->result = MIRA__PCTX_ABSTRACT_NOT_SUPPORTED;
+            continue;
+        }
+        if (s->access && !context_permitted(s, as, id, c, permitted)) {
+            a->result = MIRA__PCTX_USER_REJECTED;
             continue;
         }
         const char *ts = choose_ts(s, c);
@@ -359,6 +427,7 @@ typedef struct job {
     mira__conn conn;
     uint64_t id;
     bool over_limit;
+    bool tls; /* accepted on the TLS port: the handshake comes first */
 } job;
 
 static const char *end_name(mira__end e)
@@ -446,10 +515,22 @@ static void *association_thread(void *arg)
     as.idle_ms = s->opt.idle_seconds * 1000;
     uint64_t id = j->id;
     bool over = j->over_limit;
+    bool tls = j->tls;
     mira_free(j);
 
     mira_error *err = NULL;
-    if (mira__assoc_read_pdu(&as, as.artim_ms, &err)) {
+    /* TLS: the handshake is bounded by ARTIM like the A-ASSOCIATE-RQ that follows it */
+    bool secured = !tls || mira__tls_accept(s->tls, &as.conn, as.artim_ms, &err);
+    if (tls && secured) {
+        char desc[400];
+        mira__tls_describe(&as.conn, desc, sizeof desc);
+        mira__log(s, MIRA_LOG_INFO, "association %llu from %s: TLS, %s", (unsigned long long)id,
+                  as.conn.peer, desc);
+    } else if (tls) {
+        snprintf(as.end_detail, sizeof as.end_detail, "%s", mira_error_get_message(err));
+        as.end = MIRA__END_CLOSED;
+    }
+    if (secured && mira__assoc_read_pdu(&as, as.artim_ms, &err)) {
         if (as.pdu.type != MIRA__PDU_ASSOCIATE_RQ) {
             char why[100];
             snprintf(why, sizeof why, "an %s before any A-ASSOCIATE-RQ",
@@ -469,7 +550,7 @@ static void *association_thread(void *arg)
                       (unsigned long long)id, as.conn.peer, as.rq.calling_ae, as.rq.called_ae,
                       as.rq.npctx, as.rq.impl_class_uid, as.rq.impl_version[0] ? " " : "",
                       as.rq.impl_version, user);
-            if (negotiate(s, &as, over)) {
+            if (negotiate(s, &as, over, id)) {
                 log_contexts(s, id, &as);
                 serve(s, &as, id);
             }
@@ -499,13 +580,25 @@ static void *association_thread(void *arg)
 
 bool mira_dimse_server_run(mira_dimse_server *s, mira_error **err)
 {
-    mira__log(s, MIRA_LOG_INFO, "listening on %s:%d as AE \"%s\"%s",
-              s->bind && *s->bind ? s->bind : "*", s->port, s->ae_title,
-              s->opt.archive ? ", storing into the archive" : "");
+    if (s->fd >= 0)
+        mira__log(s, MIRA_LOG_INFO, "listening on %s:%d as AE \"%s\"%s",
+                  s->bind && *s->bind ? s->bind : "*", s->port, s->ae_title,
+                  s->opt.archive ? ", storing into the archive" : "");
+    if (s->tls_fd >= 0)
+        mira__log(s, MIRA_LOG_INFO, "listening with TLS on %s:%d as AE \"%s\"%s",
+                  s->bind && *s->bind ? s->bind : "*", s->tls_port, s->ae_title,
+                  s->tls_verify ? ", client certificates verified" : "");
+    int fds[2];
+    size_t nfds = 0;
+    if (s->fd >= 0)
+        fds[nfds++] = s->fd;
+    if (s->tls_fd >= 0)
+        fds[nfds++] = s->tls_fd;
     while (!atomic_load(&s->stop)) {
         mira__conn c;
         mira_error *e = NULL;
-        if (!mira__tcp_accept(s->fd, 200, &c, &e)) {
+        size_t which = 0;
+        if (!mira__tcp_accept_any(fds, nfds, 200, &which, &c, &e)) {
             if (e) {
                 mira__log(s, MIRA_LOG_ERROR, "%s", mira_error_get_message(e));
                 mira_error_free(e);
@@ -538,6 +631,7 @@ bool mira_dimse_server_run(mira_dimse_server *s, mira_error **err)
             j->conn = c;
             j->id = id;
             j->over_limit = over;
+            j->tls = fds[which] == s->tls_fd;
             started = pthread_create(&t, &attr, association_thread, j) == 0;
             if (!started)
                 mira_free(j);
