@@ -192,6 +192,18 @@ mira__db *mira__db_open_sqlite(const char *path, mira_error **err)
     }
     sqlite3_busy_timeout(db->h, 60000);
     sqlite3_extended_result_codes(db->h, 1);
+    /* Turning a new file to WAL takes its exclusive lock; while another process opening the
+     * same new archive holds a lock the deadlock rule applies and SQLite fails at once with
+     * SQLITE_BUSY instead of waiting (the busy timeout is not consulted), so this waits here,
+     * for as long as the busy timeout would. Once the file is in WAL mode it stays so. */
+    for (int tries = 0;; tries++) {
+        rc = sqlite3_exec(db->h, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+        if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
+            break;
+        if (tries >= 6000) /* 10 ms each: a minute */
+            break;
+        sqlite3_sleep(10);
+    }
     if (!s_exec(&db->base,
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
                 "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-32768;",
