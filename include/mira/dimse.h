@@ -108,6 +108,7 @@ typedef struct mira_dimse_server_options {
     size_t npeers;
 } mira_dimse_server_options;
 
+
 MIRA_API void mira_dimse_server_options_init(mira_dimse_server_options *opt);
 
 typedef struct mira_dimse_server mira_dimse_server;
@@ -188,6 +189,90 @@ MIRA_API bool mira_dimse_store_status_ok(uint16_t status);
 MIRA_API bool mira_dimse_send(const char *host, int port, const mira_dimse_scu_options *opt,
                               const char *const *paths, size_t npaths, mira_dimse_send_fn fn,
                               void *ctx, mira_error **err);
+
+/* ------------------------------------------------------------------ Query/Retrieve SCU */
+
+/* The information model a query or retrieve is made in. */
+typedef enum mira_dimse_qr_root {
+    MIRA_DIMSE_QR_PATIENT = 0,  /* Patient Root (PS3.4 C.6.1) */
+    MIRA_DIMSE_QR_STUDY = 1,    /* Study Root (C.6.2) */
+    MIRA_DIMSE_QR_WORKLIST = 2, /* Modality Worklist (K.6.1; C-FIND only) */
+} mira_dimse_qr_root;
+
+typedef struct mira_dimse_qr_options {
+    mira_dimse_qr_root root;      /* default MIRA_DIMSE_QR_STUDY */
+    uint64_t limit;               /* C-FIND: send C-CANCEL after this many matches (0: none) */
+    const char *move_destination; /* C-MOVE: the AE title the peer sends to */
+    /* C-GET: the storage SOP classes to take the SCP role for (NULL: the common ones:
+     * CT, MR, CR, DX, MG, US, SC, NM, PET, RT, XA, SR, PDF...) */
+    const char *const *sop_classes;
+    size_t nsop_classes;
+    const char *out_dir; /* C-GET: the folder received instances are written to (required) */
+} mira_dimse_qr_options;
+
+MIRA_API void mira_dimse_qr_options_init(mira_dimse_qr_options *opt);
+
+/* Told of each C-FIND match (the identifier of a pending response, borrowed for the call);
+ * return false to cancel the query (C-CANCEL-RQ). */
+typedef bool (*mira_dimse_match_fn)(void *ctx, const mira_dataset *match);
+
+/* A C-MOVE or C-GET response. Every pointer is borrowed for the call. */
+typedef struct mira_dimse_retrieve_status {
+    uint16_t status; /* 0xFF00 pending; the final one otherwise */
+    bool final;
+    /* Number of Remaining / Completed / Failed / Warning Sub-operations; -1 when absent */
+    int remaining, completed, failed, warning;
+    const char *error_comment; /* "" if none */
+    const char *failed_uids;   /* final: the Failed SOP Instance UID List, '\'-separated ("") */
+} mira_dimse_retrieve_status;
+
+/* Told of each C-MOVE / C-GET response, pending ones and the final one. */
+typedef void (*mira_dimse_retrieve_fn)(void *ctx, const mira_dimse_retrieve_status *st);
+
+/* C-GET: told of each instance received, written as a Part 10 file (its data set as received,
+ * a file meta group for the context's transfer syntax) at path, named SOPInstanceUID.dcm in
+ * out_dir. The callback may move or remove the file. Returns the C-STORE status to answer
+ * (0x0000 kept; e.g. 0xA700 when it could not be kept). NULL: every instance is kept. */
+typedef uint16_t (*mira_dimse_received_fn)(void *ctx, const char *path, const char *sop_class_uid,
+                                           const char *sop_instance_uid,
+                                           const char *transfer_syntax);
+
+/*
+ * Query (C-FIND, PS3.4 C.4.1 / K.4.1): associate with host:port proposing the model of q->root,
+ * send identifier (borrowed; encoded in the accepted syntax) and hand each match to fn (may be
+ * NULL). After q->limit matches, or when fn returns false, a C-CANCEL-RQ is sent and later
+ * matches are dropped. *status receives the final status (0x0000 success, 0xFE00 cancelled,
+ * else a failure). Fails with MIRA_ERR_IO (no connection, or it dropped), MIRA_ERR_CONFLICT
+ * (rejected, or the model not accepted), MIRA_ERR_INVALID (a malformed answer).
+ */
+MIRA_API bool mira_dimse_find(const char *host, int port, const mira_dimse_scu_options *opt,
+                              const mira_dimse_qr_options *q, const mira_dataset *identifier,
+                              mira_dimse_match_fn fn, void *ctx, uint16_t *status,
+                              mira_error **err);
+
+/*
+ * Retrieve (C-MOVE, C.4.2): ask host:port to send what identifier selects to
+ * q->move_destination. fn (may be NULL) is told of every response; *status receives the final
+ * one's. Errors as for mira_dimse_find.
+ */
+MIRA_API bool mira_dimse_move(const char *host, int port, const mira_dimse_scu_options *opt,
+                              const mira_dimse_qr_options *q, const mira_dataset *identifier,
+                              mira_dimse_retrieve_fn fn, void *ctx, uint16_t *status,
+                              mira_error **err);
+
+/*
+ * Retrieve (C-GET, C.4.3): the instances identifier selects come back over the association as
+ * C-STORE sub-operations on storage contexts proposed with the SCP role (role selection, PS3.7
+ * D.3.3.4): per SOP class one context proposing Explicit and Implicit VR LE, and one per
+ * deflated or compressed syntax (one for all of them when that would pass 128 contexts), so an
+ * instance may arrive as the peer holds it. Each is
+ * written into q->out_dir and given to received; fn is told of every C-GET response. Errors
+ * as for mira_dimse_find.
+ */
+MIRA_API bool mira_dimse_get(const char *host, int port, const mira_dimse_scu_options *opt,
+                             const mira_dimse_qr_options *q, const mira_dataset *identifier,
+                             mira_dimse_retrieve_fn fn, mira_dimse_received_fn received,
+                             void *ctx, uint16_t *status, mira_error **err);
 
 #ifdef __cplusplus
 }

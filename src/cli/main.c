@@ -32,6 +32,7 @@ static const command commands[] = {
     {"echo", mira_cli_echo, "C-ECHO a DICOM peer (Verification SCU)"},
     {"worklist", mira_cli_worklist, "add, list and delete scheduled procedure steps (worklist)"},
     {"send", mira_cli_send, "C-STORE files, folders or an archive query to a DICOM peer"},
+    {"qr", mira_cli_qr, "C-FIND, C-MOVE or C-GET a DICOM peer (Query/Retrieve SCU)"},
 };
 
 static void usage(FILE *out)
