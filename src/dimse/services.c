@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,11 +155,69 @@ void mira__store_cleanup(mira__store_ctx *st)
     st->spool = NULL;
 }
 
-typedef struct spool {
-    int fd;
-    int error; /* errno of the first failed write */
+/*
+ * Receiving a data set. An instance is taken into memory, behind the file meta group built
+ * for it, and stored from there (mira_archive_store_memory): the buffer is page-aligned, so
+ * the archive writes its blob from it in place with O_DIRECT, and nothing is written twice or
+ * read back. One that grows past MEMORY_MAX goes on into a spool file instead (what was
+ * received so far written to it first), and is stored from that file: memory stays bounded
+ * whatever the instance's size. Each thread keeps its last buffer (up to KEEP_MAX) for the next
+ * instance of its association, so the common case allocates nothing.
+ */
+#define MEMORY_MAX (8u << 20)
+#define KEEP_MAX (2u << 20)
+#define RX_ALIGN 4096
+#define RX_FIRST (1u << 20)
+
+typedef struct rxbuf {
+    uint8_t *raw, *data; /* data: raw aligned to RX_ALIGN */
+    size_t cap;          /* of data */
+} rxbuf;
+
+static pthread_key_t rx_key;
+static pthread_once_t rx_once = PTHREAD_ONCE_INIT;
+
+static void rxbuf_free(void *p)
+{
+    rxbuf *b = p;
+    if (b)
+        mira_free(b->raw);
+    mira_free(b);
+}
+
+static void rx_key_make(void)
+{
+    (void)pthread_key_create(&rx_key, rxbuf_free);
+}
+
+typedef struct receiver {
+    rxbuf buf;   /* in memory while fd < 0 */
+    size_t len;  /* bytes in buf */
+    const char *spool_path;
+    int fd;      /* the spool file, once over MEMORY_MAX */
+    int error;   /* errno of the first failure */
     uint64_t bytes;
-} spool;
+} receiver;
+
+static bool rxbuf_reserve(rxbuf *b, size_t len, size_t need)
+{
+    if (need <= b->cap)
+        return true;
+    size_t cap = b->cap ? b->cap : RX_FIRST;
+    while (cap < need)
+        cap *= 2;
+    uint8_t *raw = mira_malloc(cap + RX_ALIGN);
+    if (!raw)
+        return false;
+    uint8_t *data = raw + ((RX_ALIGN - (uintptr_t)raw % RX_ALIGN) % RX_ALIGN);
+    if (len)
+        memcpy(data, b->data, len);
+    mira_free(b->raw);
+    b->raw = raw;
+    b->data = data;
+    b->cap = cap;
+    return true;
+}
 
 static bool write_all(int fd, const uint8_t *p, size_t n)
 {
@@ -175,21 +234,44 @@ static bool write_all(int fd, const uint8_t *p, size_t n)
     return true;
 }
 
-/* Each data set fragment goes to the file as it arrives: memory stays at one PDU. */
-static bool spool_write(void *ctx, const uint8_t *data, size_t len, bool last)
+static void rx_append(receiver *r, const uint8_t *data, size_t len)
 {
-    spool *sp = ctx;
-    if (sp->error)
-        return true; /* keep receiving: the failure is answered in the response */
-    if (!write_all(sp->fd, data, len))
-        sp->error = errno ? errno : EIO;
-    sp->bytes += len;
+    if (r->error)
+        return; /* keep receiving: the failure is answered in the response */
+    r->bytes += len;
+    if (r->fd < 0 && r->len + len > MEMORY_MAX) {
+        /* too large for memory: on into the spool file, from what was received so far */
+        r->fd = open(r->spool_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (r->fd < 0 || !write_all(r->fd, r->buf.data, r->len)) {
+            r->error = errno ? errno : EIO;
+            return;
+        }
+        mira_free(r->buf.raw);
+        memset(&r->buf, 0, sizeof r->buf);
+        r->len = 0;
+    }
+    if (r->fd >= 0) {
+        if (!write_all(r->fd, data, len))
+            r->error = errno ? errno : EIO;
+        return;
+    }
+    if (!rxbuf_reserve(&r->buf, r->len, r->len + len)) {
+        r->error = ENOMEM;
+        return;
+    }
+    memcpy(r->buf.data + r->len, data, len);
+    r->len += len;
+}
+
+static bool rx_fragment(void *ctx, const uint8_t *data, size_t len, bool last)
+{
+    rx_append(ctx, data, len);
     return true;
 }
 
 /* The preamble and a file meta group (PS3.10 7.1) for the instance being received. */
-static bool write_meta(int fd, const char *sop_class, const char *sop_instance, const char *ts,
-                       const char *source_ae)
+static bool write_meta(receiver *r, const char *sop_class, const char *sop_instance,
+                       const char *ts, const char *source_ae)
 {
     mira_dataset *m = mira_dataset_new(NULL);
     if (!m)
@@ -212,8 +294,9 @@ static bool write_meta(int fd, const char *sop_class, const char *sop_instance, 
     static const uint8_t preamble[128];
     mira__buf_append(&b, preamble, sizeof preamble);
     mira__buf_append(&b, "DICM", 4);
-    ok = ok && mira__dataset_encode(m, true, false, &b, NULL) && !b.failed &&
-         write_all(fd, b.data, b.len);
+    ok = ok && mira__dataset_encode(m, true, false, &b, NULL) && !b.failed;
+    if (ok)
+        rx_append(r, b.data, b.len);
     mira__buf_cleanup(&b);
     mira_dataset_free(m);
     return ok;
@@ -241,27 +324,34 @@ bool mira__serve_store(mira_dimse_server *s, mira__store_ctx *st, mira__associat
     char path[4096];
     snprintf(path, sizeof path, "%s/%ld-%llu-%llu.part", st->spool, (long)getpid(),
              (unsigned long long)assoc_id, (unsigned long long)atomic_fetch_add(&st->seq, 1));
-    spool sp = {-1, 0, 0};
-    sp.fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (sp.fd < 0 || !write_meta(sp.fd, sop_class, sop_instance, ts, as->rq.calling_ae))
-        sp.error = errno ? errno : EIO;
-    bool received = mira__dimse_recv_data(as, pctx, sp.fd >= 0 ? spool_write : NULL, &sp, NULL);
-    if (sp.fd >= 0 && close(sp.fd) != 0 && !sp.error)
-        sp.error = errno;
-    if (!received) {
-        /* aborted or closed in the middle of the data set: nothing was acknowledged */
-        unlink(path);
-        return false;
+    receiver r;
+    memset(&r, 0, sizeof r);
+    r.fd = -1;
+    r.spool_path = path;
+    pthread_once(&rx_once, rx_key_make);
+    rxbuf *kept = pthread_getspecific(rx_key);
+    if (kept) {
+        r.buf = *kept;
+        memset(kept, 0, sizeof *kept);
     }
+    if (!write_meta(&r, sop_class, sop_instance, ts, as->rq.calling_ae) && !r.error)
+        r.error = ENOMEM;
+    bool received = mira__dimse_recv_data(as, pctx, rx_fragment, &r, NULL);
+    if (r.fd >= 0 && close(r.fd) != 0 && !r.error)
+        r.error = errno;
     uint16_t status = STATUS_SUCCESS;
     char comment[200] = "";
-    if (sp.error) {
+    if (!received) {
+        /* aborted or closed in the middle of the data set: nothing was acknowledged */
+    } else if (r.error) {
         status = STATUS_OUT_OF_RESOURCES;
-        snprintf(comment, sizeof comment, "spooling failed: %s", strerror(sp.error));
+        snprintf(comment, sizeof comment, "receiving failed: %s", strerror(r.error));
     } else {
         mira_store_result res;
         mira_error *e = NULL;
-        if (mira_archive_store_file(st->archive, path, &res, &e)) {
+        bool ok = r.fd >= 0 ? mira_archive_store_file(st->archive, path, &res, &e)
+                            : mira_archive_store_memory(st->archive, r.buf.data, r.len, &res, &e);
+        if (ok) {
             if (strcmp(res.sop_class_uid, sop_class) != 0 ||
                 strcmp(res.sop_instance_uid, sop_instance) != 0) {
                 status = STATUS_WARNING_MISMATCH;
@@ -284,7 +374,20 @@ bool mira__serve_store(mira_dimse_server *s, mira__store_ctx *st, mira__associat
             mira_error_free(e);
         }
     }
-    unlink(path);
+    if (r.fd >= 0)
+        unlink(path); /* spooled: stored from the file, or not at all */
+    /* the buffer stays with the thread for its next instance, unless it grew large */
+    if (r.buf.raw && r.buf.cap <= KEEP_MAX && (kept || (kept = mira_calloc(1, sizeof *kept)))) {
+        *kept = r.buf;
+        if (pthread_getspecific(rx_key) != kept && pthread_setspecific(rx_key, kept) != 0) {
+            rxbuf_free(kept);
+            kept = NULL;
+        }
+    } else {
+        mira_free(r.buf.raw);
+    }
+    if (!received)
+        return false;
     return respond(as, pctx, cmd, MIRA__C_STORE_RSP, status, comment, true);
 }
 

@@ -274,7 +274,7 @@ def test_pynetdicom_storage_scu(tmp_path):
 @pytest.mark.parametrize("how", ["abort", "close"])
 def test_abort_during_a_store_leaves_nothing(tmp_path, how):
     """An association aborted (or dropped) in the middle of a data set stores nothing, leaves
-    no spool file, and the server goes on storing."""
+    no spool or tmp file, and the server goes on storing."""
     import socket
     from dimse_peers import ABORT, associate_rq, closed_after, pdata, read_pdu, store_command
     ct = TEST_FILES / "CT_small.dcm"
@@ -287,10 +287,7 @@ def test_abort_during_a_store_leaves_nothing(tmp_path, how):
         s.sendall(pdata(1, 3, store_command(want.SOPClassUID, want.SOPInstanceUID)))
         s.sendall(pdata(1, 0, body[:len(body) // 2]))  # half the data set, not the last
         spool = tmp_path / "archive" / "spool"
-        deadline = time.monotonic() + 10
-        while not list(spool.iterdir()) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert len(list(spool.iterdir())) == 1  # being received, on disk
+        time.sleep(0.3)  # being received (in memory: an instance this small is not spooled)
         if how == "abort":
             s.sendall(ABORT)
             assert closed_after(s, 10) == b""
@@ -299,6 +296,8 @@ def test_abort_during_a_store_leaves_nothing(tmp_path, how):
         while list(spool.iterdir()) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert list(spool.iterdir()) == []
+        assert [f for f in (tmp_path / "archive" / "tmp").rglob("*") if f.is_file()
+                and f.name != "lock"] == []
         stats = run_mira("stats", "--archive", tmp_path / "archive").stdout.decode()
         assert "instances  0" in stats
         # the server still stores
