@@ -322,10 +322,12 @@ static bool print_entry(void *ctx, const mira_worklist_entry *e)
     mira_json_end_object(w);
     size_t len = 0;
     char *s = mira_json_writer_finish(w, &len, NULL);
-    if (s)
+    mira_json_writer_free(w);
+    bool ok = s != NULL;
+    if (ok)
         printf("%s\n", s);
     mira_free(s);
-    return s != NULL;
+    return ok;
 }
 
 int mira_cli_worklist(int argc, char **argv)
