@@ -4,8 +4,10 @@
 # usage: scripts/quickstart.sh
 # Installs the Debian packages of scripts/debian-packages.txt, builds build/ (RelWithDebInfo,
 # the same tree scripts/test.sh uses) and sets the platform up on its embedded default: the
-# archive var/ (SQLite index and blob folder) with pydicom's test files imported. There is no
-# server yet ('mira serve' comes with the DIMSE issue); the archive commands work on var/.
+# archive var/ (SQLite index and blob folder) with pydicom's test files imported, and the DICOM
+# server 'mira serve' on it in the background (AE title MIRA, port 11112 or MIRA_PORT, on
+# 127.0.0.1 only unless MIRA_BIND says otherwise; log in var/serve.log, pid in var/serve.pid).
+# Run again, it stops the server it started before and starts the new build.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,10 +25,11 @@ cmake --build build -j "$jobs"
 
 # ---------------------------------------------------------------------------------------------
 # The platform on its embedded default: the archive in var/ (var/index.db, SQLite, and
-# var/blobs/), with pydicom's test files imported so there is something to see. `mira serve`
-# (DIMSE, DICOMweb, HL7) comes with the next issues; when it exists it starts here, in the
-# background, on this archive.
+# var/blobs/), with pydicom's test files imported so there is something to see, and the DICOM
+# server on it. DICOMweb and HL7 join 'mira serve' with their issues.
 # ---------------------------------------------------------------------------------------------
+port=${MIRA_PORT:-11112}
+bind=${MIRA_BIND:-127.0.0.1}
 echo
 echo "quickstart: mira $(build/mira --version | sed 's/^mira //') is built."
 echo "quickstart: importing pydicom's sample files into the archive var/"
@@ -40,6 +43,35 @@ echo
 echo "\$ build/mira find --archive var --level study PatientName='*' StudyDate ModalitiesInStudy"
 build/mira find --archive var --level study "PatientName=*" StudyDate ModalitiesInStudy | head -n 12
 
+echo
+if [ -f var/serve.pid ] && kill -0 "$(cat var/serve.pid)" 2>/dev/null &&
+    grep -q 'mira' "/proc/$(cat var/serve.pid)/cmdline" 2>/dev/null; then
+    echo "quickstart: stopping the mira serve started before (pid $(cat var/serve.pid))"
+    kill "$(cat var/serve.pid)"
+    for ((i = 0; i < 100; i++)); do kill -0 "$(cat var/serve.pid)" 2>/dev/null || break; sleep 0.1; done
+fi
+rm -f var/serve.pid
+echo "\$ build/mira serve --archive var --bind $bind --port $port --any-called-ae &"
+nohup build/mira serve --archive var --bind "$bind" --port "$port" --any-called-ae \
+    </dev/null >>var/serve.log 2>&1 &
+echo $! >var/serve.pid
+served=0
+for ((i = 0; i < 100; i++)); do
+    if build/mira echo "$bind" "$port" --call MIRA --timeout 2 >/dev/null 2>&1; then
+        served=1
+        break
+    fi
+    kill -0 "$(cat var/serve.pid)" 2>/dev/null || break
+    sleep 0.1
+done
+if [ $served = 1 ]; then
+    echo "quickstart: mira serve answers C-ECHO on $bind:$port as MIRA (pid $(cat var/serve.pid), log var/serve.log)"
+else
+    echo "quickstart: mira serve did not start (is port $port taken? MIRA_PORT=... picks another); var/serve.log says:" >&2
+    tail -5 var/serve.log >&2
+    rm -f var/serve.pid
+fi
+
 cat <<EOF
 
 The archive is var/ (what 'mira' uses when no --archive is given). Try:
@@ -50,5 +82,13 @@ The archive is var/ (what 'mira' uses when no --archive is given). Try:
   build/mira export -o media --dicomdir              the archive as media with a DICOMDIR
   build/mira check                                   the index against the blobs
   build/mira dump --no-pixels $sample
+The DICOM server (AE MIRA, $bind:$port; stop it with: kill \$(cat var/serve.pid)):
+  build/mira echo $bind $port --call MIRA
+  build/mira send $bind $port --call MIRA FILES...
+  storescu -aec MIRA $bind $port $sample
+  build/mira qr find $bind $port --call MIRA --level STUDY -k PatientName='*'
+  findscu -S -aec MIRA -k QueryRetrieveLevel=STUDY -k PatientName $bind $port
+A modality elsewhere reaches it once it listens on the network: MIRA_BIND=0.0.0.0 (and access
+rules in mira.json, see 'build/mira serve --help').
 Run the whole test suite with: bash scripts/test.sh
 EOF
