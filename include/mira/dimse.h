@@ -5,6 +5,8 @@
 #include "mira/archive.h"
 #include "mira/core.h"
 
+#include <signal.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -60,6 +62,9 @@ typedef struct mira_dimse_peer {
     const char *ae_title;
     const char *host;
     int port;
+    /* NULL: plain TCP; else the associations mira opens to it (C-MOVE sub-operations,
+     * Storage Commitment reports) are made over TLS with these client settings (borrowed) */
+    const struct mira_tls_options *tls;
 } mira_dimse_peer;
 
 typedef struct mira_dimse_server_options {
@@ -132,12 +137,60 @@ MIRA_API void mira_dimse_server_free(mira_dimse_server *s);
 
 /* ------------------------------------------------------------------ SCU */
 
+/* User identity types (PS3.7 D.3.3.7.1). */
+typedef enum mira_dimse_identity_type {
+    MIRA_DIMSE_IDENTITY_NONE = 0,
+    MIRA_DIMSE_IDENTITY_USERNAME = 1,  /* a user name */
+    MIRA_DIMSE_IDENTITY_PASSWORD = 2,  /* a user name and a passcode */
+    MIRA_DIMSE_IDENTITY_KERBEROS = 3,  /* a Kerberos service ticket */
+    MIRA_DIMSE_IDENTITY_SAML = 4,      /* a SAML assertion */
+    MIRA_DIMSE_IDENTITY_JWT = 5,       /* a JSON Web Token */
+} mira_dimse_identity_type;
+
+/* A SOP class extended negotiation sub-item (PS3.7 D.3.3.5): the service-class application
+ * information for one SOP class (PS3.4 B.3.1 storage, C.5.1.1 query, C.5.2.1 retrieve). */
+typedef struct mira_dimse_ext_neg {
+    const char *sop_class; /* SCU options: NULL applies it to every SOP class proposed */
+    const uint8_t *info;
+    size_t len;
+} mira_dimse_ext_neg;
+
+/* What the acceptor answered in its A-ASSOCIATE-AC. Every pointer is borrowed for the call. */
+typedef struct mira_dimse_accepted {
+    const char *implementation_uid;
+    const char *implementation_version; /* "" if none */
+    bool identity_response;             /* a user identity positive response came */
+    const uint8_t *identity_response_data; /* its server response (may be empty) */
+    size_t identity_response_len;
+    const mira_dimse_ext_neg *ext; /* the acceptor's extended negotiation answers */
+    size_t next;
+} mira_dimse_accepted;
+
+/* Told of the A-ASSOCIATE-AC of each association an SCU call establishes. */
+typedef void (*mira_dimse_accepted_fn)(void *ctx, const mira_dimse_accepted *a);
+
 typedef struct mira_dimse_scu_options {
     const char *calling_ae; /* default "MIRA" */
     const char *called_ae;  /* default "ANY-SCP" */
     int timeout_seconds;    /* for connecting and for each answer (default 30) */
     uint32_t max_pdu;       /* the largest P-DATA-TF we take (default 262144) */
     const struct mira_tls_options *tls; /* NULL: plain TCP (include/mira/tls.h) */
+    /* User identity negotiation (PS3.7 D.3.3.7): identity_type NONE sends none. identity is
+     * the primary field (a user name, a Kerberos ticket, a SAML assertion, a JWT: at most
+     * 65535 bytes; identity_len 0: strlen), password the secondary field (type 2 only).
+     * identity_response asks the acceptor for a positive response (see accepted). */
+    mira_dimse_identity_type identity_type;
+    const void *identity;
+    size_t identity_len;
+    const char *password;
+    bool identity_response;
+    /* SOP class extended negotiation sub-items sent with the request (borrowed); those whose
+     * SOP class is not proposed are left out. mira_dimse_find/_move/_get add their own from
+     * mira_dimse_qr_options. */
+    const mira_dimse_ext_neg *ext;
+    size_t next;
+    mira_dimse_accepted_fn accepted; /* NULL: not told */
+    void *accepted_ctx;
 } mira_dimse_scu_options;
 
 MIRA_API void mira_dimse_scu_options_init(mira_dimse_scu_options *opt);
@@ -208,6 +261,18 @@ typedef struct mira_dimse_qr_options {
     const char *const *sop_classes;
     size_t nsop_classes;
     const char *out_dir; /* C-GET: the folder received instances are written to (required) */
+    /* Extended negotiation for the model's SOP class (PS3.4 C.5.1.1, C.5.2.1, C.5.3.1):
+     * relational queries (C-FIND) or relational retrieval (C-MOVE, C-GET); combined date and
+     * time matching, fuzzy semantic matching of person names, timezone query adjustment
+     * (C-FIND). Sent only when one is set; the peer's answer goes to the accepted callback. */
+    bool relational;
+    bool datetime_matching;
+    bool fuzzy_matching;
+    bool timezone_adjustment;
+    /* When *cancel becomes non-zero (a signal handler may set it), a C-CANCEL-RQ is sent
+     * (once) and responses are read until the final one (0xFE00 from a peer that honours
+     * it). NULL: never. Looked at while waiting, at least every 200 ms. */
+    const volatile sig_atomic_t *cancel;
 } mira_dimse_qr_options;
 
 MIRA_API void mira_dimse_qr_options_init(mira_dimse_qr_options *opt);

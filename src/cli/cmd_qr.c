@@ -1,7 +1,9 @@
 /* mira qr: Query/Retrieve SCU (C-FIND, C-MOVE, C-GET; Modality Worklist C-FIND). */
 #include "cli.h"
+#include "scu_options.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -39,16 +41,17 @@ static void usage(FILE *out)
             "  --sop-class UID  get: a storage SOP class to accept (repeatable; default: the\n"
             "                   common ones, CT, MR, CR, DX, MG, US, SC, NM, PET, RT, XA, SR...)\n"
             "  --no-progress    no progress bar\n"
-            "  --tls            over TLS (1.2 or later, PS3.15 BCP 195 profile); the peer's\n"
-            "                   certificate must chain to --tls-ca (else the system's CAs)\n"
-            "                   and name HOST\n"
-            "  --tls-ca FILE    CA certificates (PEM) for the peer's certificate\n"
-            "  --tls-cert FILE, --tls-key FILE  our certificate and key, for peers\n"
-            "                   that authenticate clients\n"
-            "  --tls-no-verify  accept any certificate from the peer (encryption only)\n"
-            "  -h, --help       this help\n\n"
+            "  --relational     find: relational queries; move, get: relational retrieval\n"
+            "                   (extended negotiation, PS3.4 C.5.1.1 / C.5.2.1; the peer's\n"
+            "                   answer is reported)\n"
+            "  --datetime-matching, --fuzzy-matching, --timezone-adjustment  find: ask for\n"
+            "                   combined date-time matching, fuzzy semantic matching of person\n"
+            "                   names, timezone query adjustment (extended negotiation)\n"
+            MIRA_CLI_SCU_HELP            "  -h, --help       this help\n\n"
+            "Ctrl-C (SIGINT) during a move or get sends a C-CANCEL-RQ; a second one quits.\n\n"
             "exit status: 0 success (find: final status Success, or cancelled by --limit;\n"
-            "move/get: no sub-operation failed), 1 a failure status or failed sub-operations,\n"
+            "move/get: no sub-operation failed), 1 a failure status, failed sub-operations\n"
+            "or cancelled,\n"
             "2 wrong usage, 3 no association could be established\n");
 }
 
@@ -237,6 +240,14 @@ static bool make_dir(const char *d)
 
 /* ------------------------------------------------------------------ the command */
 
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
 int mira_cli_qr(int argc, char **argv)
 {
     if (argc < 2 || mira_cli_is_help(argv[1])) {
@@ -254,9 +265,9 @@ int mira_cli_qr(int argc, char **argv)
     mira_dimse_scu_options_init(&o);
     mira_dimse_qr_options q;
     mira_dimse_qr_options_init(&q);
-    mira_tls_options tls = {NULL, NULL, NULL, true};
+    mira_cli_scu scu = {.sub = "qr"};
     mira_archive_cli ao = {NULL, NULL, -1, NULL};
-    bool use_tls = false, json = false, progress = true, root_patient = false;
+    bool json = false, progress = true, root_patient = false;
     const char *pos[2] = {NULL, NULL}, *level = NULL, *out = NULL;
     const char *classes[MAX_SOP_CLASSES];
     size_t nclasses = 0;
@@ -280,10 +291,24 @@ int mira_cli_qr(int argc, char **argv)
             if (r > 0)
                 continue;
         }
+        int taken = mira_cli_scu_option(&scu, argc, argv, &i);
+        if (taken < 0)
+            goto done;
+        if (taken > 0)
+            continue;
         if (mira_cli_is_help(a)) {
             usage(stdout);
             rc = MIRA_EXIT_OK;
             goto done;
+        } else if (strcmp(a, "--relational") == 0) {
+            q.relational = scu.ext_sent = true;
+        } else if (find && (strcmp(a, "--datetime-matching") == 0 ||
+                            strcmp(a, "--fuzzy-matching") == 0 ||
+                            strcmp(a, "--timezone-adjustment") == 0)) {
+            bool *flag = a[2] == 'd' ? &q.datetime_matching
+                         : a[2] == 'f' ? &q.fuzzy_matching
+                                       : &q.timezone_adjustment;
+            *flag = scu.ext_sent = true;
         } else if ((strcmp(a, "--aet") == 0 || strcmp(a, "--call") == 0 ||
                     (move && strcmp(a, "--dest") == 0)) &&
                    has && strlen(argv[i + 1]) <= 16 && *argv[i + 1]) {
@@ -337,17 +362,6 @@ int mira_cli_qr(int argc, char **argv)
                 goto done;
             }
             classes[nclasses++] = argv[++i];
-        } else if (strcmp(a, "--tls") == 0 || strcmp(a, "--tls-no-verify") == 0) {
-            use_tls = true;
-            tls.verify_peer &= a[5] == 0;
-        } else if ((strcmp(a, "--tls-ca") == 0 || strcmp(a, "--tls-cert") == 0 ||
-                    strcmp(a, "--tls-key") == 0) &&
-                   has) {
-            use_tls = true;
-            const char **dest = strcmp(a, "--tls-ca") == 0     ? &tls.ca_file
-                                : strcmp(a, "--tls-cert") == 0 ? &tls.cert_file
-                                                               : &tls.key_file;
-            *dest = argv[++i];
         } else if (a[0] != '-' && npos < 2) {
             pos[npos++] = a;
         } else {
@@ -370,8 +384,8 @@ int mira_cli_qr(int argc, char **argv)
         fprintf(stderr, "mira qr get: --out DIR or --archive DIR (one of them) is required\n");
         goto done;
     }
-    if (use_tls)
-        o.tls = &tls;
+    if (!mira_cli_scu_finish(&scu, &o))
+        goto done;
     if (nclasses) {
         q.sop_classes = classes;
         q.nsop_classes = nclasses;
@@ -427,17 +441,30 @@ int mira_cli_qr(int argc, char **argv)
             }
             q.out_dir = out;
         }
+        /* Ctrl-C: a C-CANCEL-RQ (the handler puts the default back: a second one quits) */
+        struct sigaction sa, old_sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_sigint;
+        sa.sa_flags = SA_RESETHAND;
+        sigemptyset(&sa.sa_mask);
+        interrupted = 0;
+        sigaction(SIGINT, &sa, &old_sa);
+        q.cancel = &interrupted;
         mira_cli_progress_init(&rctx.progress, move ? "move" : "get", 0, progress);
         ok = move ? mira_dimse_move(pos[0], (int)port, &o, &q, ident, on_response, &rctx,
                                     &status, &err)
                   : mira_dimse_get(pos[0], (int)port, &o, &q, ident, on_response, on_received,
                                    &rctx, &status, &err);
         mira_cli_progress_done(&rctx.progress);
+        sigaction(SIGINT, &old_sa, NULL);
         if (ok) {
             int failed = rctx.failed > 0 ? rctx.failed : 0;
             if (!json) {
                 printf("C-%s: status 0x%04X%s, %d completed, %d failed, %d warnings",
-                       move ? "MOVE" : "GET", status, status == 0 ? " (success)" : "",
+                       move ? "MOVE" : "GET", status,
+                       status == 0        ? " (success)"
+                       : status == 0xFE00 ? " (cancelled)"
+                                          : "",
                        rctx.completed > 0 ? rctx.completed : 0, failed,
                        rctx.warning > 0 ? rctx.warning : 0);
                 if (get)
@@ -466,6 +493,7 @@ int mira_cli_qr(int argc, char **argv)
         mira_cli_report("qr", err);
     }
 done:
+    mira_cli_scu_free(&scu);
     if (spool) {
         rmdir(spool); /* empty: each instance was stored and removed */
         mira_free(spool);

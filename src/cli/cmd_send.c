@@ -1,5 +1,6 @@
 /* mira send: Storage SCU (C-STORE) of files, folders or an archive query. */
 #include "cli.h"
+#include "scu_options.h"
 
 #include <dirent.h>
 #include <stdlib.h>
@@ -28,6 +29,10 @@ static void usage(FILE *out)
             "                   IMAGE (default); every instance under each match is sent\n" MIRA_ARCHIVE_CLI_HELP
             "  --json           one JSON line per instance, then a summary\n"
             "  --no-progress    no progress bar\n"
+            "  --storage-negotiation  ask for the peer's storage extended negotiation\n"
+            "                   (PS3.4 B.3.1: level of support, digital signatures, element\n"
+            "                   coercion) for each SOP class; its answers are reported\n"
+            MIRA_CLI_SCU_HELP
             "  -h, --help       this help\n\n"
             "exit status: 0 every instance stored (warnings included), 1 some failed or nothing\n"
             "to send, 2 wrong usage, 3 no association could be established\n");
@@ -289,6 +294,10 @@ int mira_cli_send(int argc, char **argv)
     mira_dimse_scu_options o;
     mira_dimse_scu_options_init(&o);
     mira_archive_cli ao = {NULL, NULL, -1, NULL};
+    mira_cli_scu scu = {.sub = "send"};
+    /* the fields are the acceptor's to fill (PS3.4 B.3.1): sent as zeros */
+    static const uint8_t storage_info[6];
+    const mira_dimse_ext_neg storage_ext = {NULL, storage_info, sizeof storage_info};
     const char *pos[2] = {NULL, NULL};
     int npos = 0;
     bool json = false, progress = true, query = false;
@@ -305,6 +314,10 @@ int mira_cli_send(int argc, char **argv)
             fprintf(stderr, "mira send: bad value for %s\n", a);
             goto done;
         }
+        if (r > 0)
+            continue;
+        if ((r = mira_cli_scu_option(&scu, argc, argv, &i)) < 0)
+            goto done;
         if (r > 0)
             continue;
         if (mira_cli_is_help(a)) {
@@ -336,6 +349,10 @@ int mira_cli_send(int argc, char **argv)
             json = true;
         } else if (strcmp(a, "--no-progress") == 0) {
             progress = false;
+        } else if (strcmp(a, "--storage-negotiation") == 0) {
+            o.ext = &storage_ext;
+            o.next = 1;
+            scu.ext_sent = true;
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "mira send: unknown option or bad value: %s\n", a);
             usage(stderr);
@@ -353,6 +370,8 @@ int mira_cli_send(int argc, char **argv)
         usage(stderr);
         goto done;
     }
+    if (!mira_cli_scu_finish(&scu, &o))
+        goto done;
     rc = MIRA_EXIT_INPUT;
     if ((query || ao.dir) && !query_archive(&ao, ident, level, &files))
         goto done;
@@ -389,6 +408,7 @@ int mira_cli_send(int argc, char **argv)
                (unsigned long long)c.skipped, pos[0], port, secs);
     rc = c.failed || c.sent == 0 ? MIRA_EXIT_INPUT : MIRA_EXIT_OK;
 done:
+    mira_cli_scu_free(&scu);
     list_free(&files);
     mira_dataset_free(ident);
     return rc;

@@ -15,7 +15,7 @@ static bool known(const mira_cli_peers *p, const char *ae)
 static bool add(mira_cli_peers *p, const char *ae, size_t ae_len, const char *host,
                 size_t host_len, long port)
 {
-    if (p->n >= MIRA_CLI_PEERS_MAX || ae_len == 0 || ae_len > 16 || host_len == 0 ||
+    if (p->n >= MIRA_CLI_PEERS_MAX || p->nowned + 2 > MIRA_CLI_PEERS_OWNED || ae_len == 0 || ae_len > 16 || host_len == 0 ||
         host_len > 255 || port <= 0 || port > 65535)
         return false;
     char *a = mira_malloc(ae_len + 1), *h = mira_malloc(host_len + 1);
@@ -36,6 +36,48 @@ static bool add(mira_cli_peers *p, const char *ae, size_t ae_len, const char *ho
     p->v[p->n].host = h;
     p->v[p->n].port = (int)port;
     p->n++;
+    return true;
+}
+
+static bool own_string(mira_cli_peers *p, mira_json *v, const char **out)
+{
+    if (!v)
+        return true;
+    size_t n = 0;
+    const char *s = mira_json_get_type(v) == MIRA_JSON_STRING ? mira_json_get_string(v, &n) : NULL;
+    char *c = s && n && p->nowned < MIRA_CLI_PEERS_OWNED
+                  ? mira_malloc(n + 1)
+                  : NULL;
+    if (!c)
+        return false;
+    memcpy(c, s, n);
+    c[n] = 0;
+    p->owned[p->nowned++] = c;
+    *out = c;
+    return true;
+}
+
+/* A dimse.peers entry's "tls": true, with "ca", "cert", "key", "verify_peer" (default true)
+ * beside it. peer NULL: the entry was named by --peer too (which wins); checked only. */
+static bool peer_tls(mira_cli_peers *p, mira_json *e, mira_dimse_peer *peer)
+{
+    mira_json *t = mira_json_get(e, "tls"), *vp = mira_json_get(e, "verify_peer");
+    if (!t)
+        return true;
+    mira_json_type tt = mira_json_get_type(t), vt = vp ? mira_json_get_type(vp) : MIRA_JSON_TRUE;
+    if ((tt != MIRA_JSON_TRUE && tt != MIRA_JSON_FALSE) ||
+        (vt != MIRA_JSON_TRUE && vt != MIRA_JSON_FALSE))
+        return false;
+    if (tt == MIRA_JSON_FALSE || !peer)
+        return true;
+    mira_tls_options *o = &p->tls[peer - p->v];
+    memset(o, 0, sizeof *o);
+    o->verify_peer = vt == MIRA_JSON_TRUE;
+    if (!own_string(p, mira_json_get(e, "ca"), &o->ca_file) ||
+        !own_string(p, mira_json_get(e, "cert"), &o->cert_file) ||
+        !own_string(p, mira_json_get(e, "key"), &o->key_file))
+        return false;
+    peer->tls = o;
     return true;
 }
 
@@ -76,10 +118,17 @@ bool mira_cli_peers_finish(mira_cli_peers *p, mira_dimse_server_options *o)
         const char *host = h && mira_json_get_type(h) == MIRA_JSON_STRING
                                ? mira_json_get_string(h, &hl)
                                : NULL;
+        size_t before = p->n;
         if (!host || !pt || mira_json_get_type(pt) != MIRA_JSON_NUMBER ||
             !add(p, ae, strlen(ae), host, hl, (long)mira_json_get_number(pt))) {
             fprintf(stderr,
                     "mira serve: %s: dimse.peers.%s needs \"host\" and \"port\" (1-65535)\n",
+                    path, ae);
+            ok = false;
+        } else if (!peer_tls(p, e, p->n > before ? &p->v[p->n - 1] : NULL)) {
+            fprintf(stderr,
+                    "mira serve: %s: dimse.peers.%s: \"tls\" is true or false; \"ca\", "
+                    "\"cert\", \"key\" are file names, \"verify_peer\" true or false\n",
                     path, ae);
             ok = false;
         }

@@ -1,20 +1,26 @@
-/* mira serve: the peers known by AE title (C-MOVE destinations), from mira.json and --peer. */
+/* mira serve: the peers known by AE title (C-MOVE destinations, Storage Commitment
+ * requestors), from mira.json and --peer, with TLS settings from mira.json. */
 #ifndef MIRA_CLI_SERVE_PEERS_H
 #define MIRA_CLI_SERVE_PEERS_H
 
 #include "cli.h"
 
 #define MIRA_CLI_PEERS_MAX 256
+/* AE title and host of each, and its TLS files */
+#define MIRA_CLI_PEERS_OWNED (5 * MIRA_CLI_PEERS_MAX)
 
 typedef struct mira_cli_peers {
     mira_dimse_peer v[MIRA_CLI_PEERS_MAX];
-    char *owned[2 * MIRA_CLI_PEERS_MAX];
+    mira_tls_options tls[MIRA_CLI_PEERS_MAX]; /* v[i].tls points here */
+    char *owned[MIRA_CLI_PEERS_OWNED];
     size_t n, nowned;
 } mira_cli_peers;
 
 #define MIRA_CLI_PEERS_HELP                                                                        \
     "  --peer AE=HOST:PORT  a C-MOVE destination (repeatable; also \"dimse\": {\"peers\":\n"       \
-    "                     {\"AE\": {\"host\": HOST, \"port\": PORT}}} in the config file)\n"
+    "                     {\"AE\": {\"host\": HOST, \"port\": PORT}}} in the config file,\n"    \
+    "                     there with \"tls\": true and \"ca\", \"cert\", \"key\",\n"             \
+    "                     \"verify_peer\" for associations to it over TLS)\n"
 
 /* argv[*i] --peer? 1: taken; 0: not it; -1: a bad value. */
 int mira_cli_peer_option(int argc, char **argv, int *i, mira_cli_peers *p);

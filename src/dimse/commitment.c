@@ -5,6 +5,8 @@
 
 #include "mira/worklist.h"
 
+#include "net/tls.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -190,7 +192,10 @@ static bool report_elsewhere(mira_dimse_server *s, const char *calling_ae, uint1
         snprintf(how, n, "not sent: out of memory");
         return false;
     }
-    ok = mira__assoc_request(&as, peer->host, peer->port, &rq, as.artim_ms, &e);
+    mira__tls *tls = NULL; /* a peer configured with TLS: the report goes over TLS */
+    ok = !peer->tls || (tls = mira__tls_new(peer->tls, false, &e));
+    as.tls = tls;
+    ok = ok && mira__assoc_request(&as, peer->host, peer->port, &rq, as.artim_ms, &e);
     mira__assoc_cleanup(&rq);
     if (!ok) {
         snprintf(how, n, "not sent: %s:%d: %s", peer->host, peer->port,
@@ -198,12 +203,15 @@ static bool report_elsewhere(mira_dimse_server *s, const char *calling_ae, uint1
         mira_error_free(e);
         mira__conn_close(&as.conn);
         mira__assoc_free_buffers(&as);
+        mira__tls_free(tls);
         return false;
     }
     if (!mira__assoc_context_ts(&as, 1)) {
         snprintf(how, n, "not sent: %s did not accept Storage Commitment Push", peer->ae_title);
         mira__assoc_release(&as, NULL);
+        mira__conn_close(&as.conn);
         mira__assoc_free_buffers(&as);
+        mira__tls_free(tls);
         return false;
     }
     uint16_t status = 0;
@@ -220,6 +228,7 @@ static bool report_elsewhere(mira_dimse_server *s, const char *calling_ae, uint1
         mira__assoc_release(&as, NULL);
     mira__conn_close(&as.conn);
     mira__assoc_free_buffers(&as);
+    mira__tls_free(tls);
     return r == REPORT_DELIVERED;
 }
 

@@ -137,6 +137,18 @@ bool mira__cmd_set_u16(mira_dataset *cmd, mira_tag tag, uint16_t v);
  * established (as->ac holds the answer); on rejection MIRA_ERR_CONFLICT naming the reason. */
 bool mira__assoc_request(mira__association *as, const char *host, int port, mira__assoc *rq,
                          int timeout_ms, mira_error **err);
+/* The SCU side (scu.c): an association set up from mira_dimse_scu_options (timeouts, maximum
+ * PDU). tls non-NULL: *tls receives a TLS context made from o->tls (NULL without TLS), which
+ * the caller frees with mira__tls_free after closing; tls NULL: none is made. */
+bool mira__scu_init(mira__association *as, const mira_dimse_scu_options *o,
+                    struct mira__tls **tls, mira_error **err);
+/* mira__assoc_request for an SCU call: rq's AE titles from o, its user identity and the
+ * extended negotiation items of o and of extra (for the SOP classes rq proposes; extra
+ * first), then o->accepted told of the answer. */
+bool mira__scu_request(mira__association *as, const char *host, int port, mira__assoc *rq,
+                       const mira_dimse_scu_options *o, const mira_dimse_ext_neg *extra,
+                       size_t nextra, mira_error **err);
+
 /* Release (A-RELEASE-RQ, wait for RP) and close. */
 bool mira__assoc_release(mira__association *as, mira_error **err);
 

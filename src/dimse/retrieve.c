@@ -5,6 +5,7 @@
 #include "services.h"
 
 #include "dicom/dataset_int.h"
+#include "net/tls.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -240,6 +241,18 @@ static void move_to(retrieve *r, const mira_dimse_peer *p, const char *dest_ae,
                     int timeout_ms)
 {
     size_t done = 0;
+    mira__tls *tls = NULL; /* a peer configured with TLS: its client context, for this move */
+    mira_error *te = NULL;
+    if (p->tls && !(tls = mira__tls_new(p->tls, false, &te))) {
+        mira__log(r->s, MIRA_LOG_ERROR, "association %llu: C-MOVE to %s: TLS: %s",
+                  (unsigned long long)r->assoc_id, dest_ae, mira_error_get_message(te));
+        mira_error_free(te);
+        for (size_t k = 0; k < n; k++) {
+            sub_failed(r, items[idx[k]].sop_instance);
+            r->remaining--;
+        }
+        return;
+    }
     while (done < n && !r->cancelled && !r->dead) {
         mira__assoc rq;
         memset(&rq, 0, sizeof rq);
@@ -252,6 +265,7 @@ static void move_to(retrieve *r, const mira_dimse_peer *p, const char *dest_ae,
         out.recv_max = 262144;
         out.artim_ms = timeout_ms;
         out.idle_ms = timeout_ms;
+        out.tls = tls;
         mira_error *e = NULL;
         bool up = mira__send_propose(&rq, items, idx + done, n - done, &np) &&
                   mira__assoc_request(&out, p->host, p->port, &rq, timeout_ms, &e);
@@ -267,6 +281,7 @@ static void move_to(retrieve *r, const mira_dimse_peer *p, const char *dest_ae,
                 sub_failed(r, items[idx[k]].sop_instance);
                 r->remaining--;
             }
+            mira__tls_free(tls);
             return;
         }
         bool alive = true;
@@ -296,6 +311,7 @@ static void move_to(retrieve *r, const mira_dimse_peer *p, const char *dest_ae,
         if (!alive && np == 0)
             break;
     }
+    mira__tls_free(tls);
 }
 
 static void get_here(retrieve *r, mira__send_item *items, size_t *idx, size_t n)

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -116,11 +117,6 @@ static bool qr_open(qr *q, const char *host, int port, const mira_dimse_scu_opti
     memset(q, 0, sizeof *q);
     q->host = host;
     q->port = port;
-    q->as.conn.fd = -1;
-    q->as.recv_max = o->max_pdu ? o->max_pdu : 262144;
-    int t = o->timeout_seconds > 0 ? o->timeout_seconds : 30;
-    q->as.artim_ms = t * 1000;
-    q->as.idle_ms = t * 1000;
     unsigned root = (unsigned)qo->root;
     const char *model = root < 3 ? models[root][op] : NULL;
     if (!model) {
@@ -128,13 +124,10 @@ static bool qr_open(qr *q, const char *host, int port, const mira_dimse_scu_opti
                        "the worklist model has C-FIND only, no C-MOVE or C-GET");
         return false;
     }
-    if (o->tls && !(q->tls = mira__tls_new(o->tls, false, err)))
+    if (!mira__scu_init(&q->as, o, &q->tls, err))
         return false;
-    q->as.tls = q->tls;
     mira__assoc rq;
     memset(&rq, 0, sizeof rq);
-    snprintf(rq.calling_ae, sizeof rq.calling_ae, "%s", o->calling_ae ? o->calling_ae : "MIRA");
-    snprintf(rq.called_ae, sizeof rq.called_ae, "%s", o->called_ae ? o->called_ae : "ANY-SCP");
     mira__pctx *c = mira__assoc_add_pctx(&rq, QR_CTX, model);
     bool ok = c && mira__pctx_add_ts(c, MIRA_TS_EXPLICIT_LE) &&
               mira__pctx_add_ts(c, MIRA_TS_IMPLICIT_LE);
@@ -177,7 +170,21 @@ static bool qr_open(qr *q, const char *host, int port, const mira_dimse_scu_opti
         mira_error_set(err, MIRA_ERR_NOMEM, NULL, "an A-ASSOCIATE-RQ");
         return false;
     }
-    ok = mira__assoc_request(&q->as, host, port, &rq, q->as.artim_ms, err);
+    /* extended negotiation of the model (PS3.4 C.5.1.1: relational queries, combined
+     * date-time matching, fuzzy semantic matching, timezone adjustment; C.5.2.1, C.5.3.1:
+     * relational retrieval): up to the last field set */
+    uint8_t info[4] = {qo->relational, 0, 0, 0};
+    size_t ninfo = qo->relational ? 1 : 0;
+    if (op == OP_FIND) {
+        bool flags[3] = {qo->datetime_matching, qo->fuzzy_matching, qo->timezone_adjustment};
+        for (size_t k = 0; k < 3; k++)
+            if (flags[k]) {
+                info[k + 1] = 1;
+                ninfo = k + 2;
+            }
+    }
+    mira_dimse_ext_neg ext = {model, info, ninfo};
+    ok = ok && mira__scu_request(&q->as, host, port, &rq, o, &ext, ninfo ? 1 : 0, err);
     mira__assoc_cleanup(&rq);
     if (ok && !(q->ts = mira__assoc_context_ts(&q->as, QR_CTX))) {
         const mira_uid_entry *u = mira_uid_find(model);
@@ -250,6 +257,28 @@ static bool send_cancel(qr *q, mira_error **err)
               mira__dimse_send(&q->as, QR_CTX, cmd, NULL, 0, err);
     mira_dataset_free(cmd);
     return ok;
+}
+
+/* Before reading the next response: with a cancel flag, wait in 200 ms slices (a signal
+ * ends one at once) and send the C-CANCEL-RQ when it is set, once. False when that failed. */
+static bool watch_cancel(qr *q, const mira_dimse_qr_options *qo, bool *cancelled,
+                         mira_error **err)
+{
+    for (int waited = 0; qo->cancel && !*cancelled; waited += 200) {
+        if (*qo->cancel) {
+            *cancelled = true;
+            if (!send_cancel(q, err)) {
+                set_ended(q, err);
+                return false;
+            }
+            break;
+        }
+        if (mira__assoc_pending(&q->as) || waited >= q->as.idle_ms)
+            break; /* a response to read (or the read's own timeout to meet) */
+        struct pollfd p = {q->as.conn.fd, POLLIN, 0};
+        poll(&p, 1, 200);
+    }
+    return true;
 }
 
 typedef struct membuf {
@@ -327,6 +356,10 @@ bool mira_dimse_find(const char *host, int port, const mira_dimse_scu_options *o
     for (uint32_t guard = 0; ok && guard < MAX_RESPONSES; guard++) {
         uint8_t pctx = 0;
         mira_dataset *cmd = NULL;
+        if (!watch_cancel(&q, qo, &cancelled, err)) {
+            ok = false;
+            break;
+        }
         mira__recv r = mira__dimse_recv_command(&q.as, &pctx, &cmd, q.as.idle_ms, err);
         if (r != MIRA__RECV_COMMAND) {
             set_ended(&q, err);
@@ -550,9 +583,14 @@ static bool retrieve(const char *host, int port, const mira_dimse_scu_options *o
                            op == OP_MOVE ? qo->move_destination : NULL, identifier, err);
     if (!ok)
         set_ended(&q, err);
+    bool cancelled = false;
     for (uint32_t guard = 0; ok && guard < MAX_RESPONSES; guard++) {
         uint8_t pctx = 0;
         mira_dataset *cmd = NULL;
+        if (!watch_cancel(&q, qo, &cancelled, err)) {
+            ok = false;
+            break;
+        }
         mira__recv r = mira__dimse_recv_command(&q.as, &pctx, &cmd, q.as.idle_ms, err);
         if (r != MIRA__RECV_COMMAND) {
             set_ended(&q, err);

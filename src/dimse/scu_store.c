@@ -3,6 +3,7 @@
 
 #include "dicom/dataset_int.h"
 #include "mira/pixel.h"
+#include "net/tls.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -471,6 +472,12 @@ bool mira_dimse_send(const char *host, int port, const mira_dimse_scu_options *o
         mira_error_set(err, MIRA_ERR_NOMEM, NULL, "the list of instances");
         return false;
     }
+    mira__tls *tls = NULL; /* one TLS context for every association */
+    if (o->tls && !(tls = mira__tls_new(o->tls, false, err))) {
+        mira_free(items);
+        mira_free(todo);
+        return false;
+    }
     size_t ntodo = 0;
     for (size_t i = 0; i < npaths; i++) {
         if (mira__send_item_init(&items[i], paths[i]))
@@ -482,9 +489,6 @@ bool mira_dimse_send(const char *host, int port, const mira_dimse_scu_options *o
     while (done < ntodo) {
         mira__assoc rq;
         memset(&rq, 0, sizeof rq);
-        snprintf(rq.calling_ae, sizeof rq.calling_ae, "%s", o->calling_ae ? o->calling_ae : "MIRA");
-        snprintf(rq.called_ae, sizeof rq.called_ae, "%s",
-                 o->called_ae ? o->called_ae : "ANY-SCP");
         size_t np = 0;
         if (!mira__send_propose(&rq, items, todo + done, ntodo - done, &np)) {
             mira__assoc_cleanup(&rq);
@@ -493,14 +497,10 @@ bool mira_dimse_send(const char *host, int port, const mira_dimse_scu_options *o
             break;
         }
         mira__association as;
-        memset(&as, 0, sizeof as);
-        as.conn.fd = -1;
-        as.recv_max = o->max_pdu ? o->max_pdu : 262144;
-        int t = o->timeout_seconds > 0 ? o->timeout_seconds : 30;
-        as.artim_ms = t * 1000;
-        as.idle_ms = t * 1000;
+        mira__scu_init(&as, o, NULL, NULL);
+        as.tls = tls;
         mira_error *e = NULL;
-        bool up = mira__assoc_request(&as, host, port, &rq, as.artim_ms, &e);
+        bool up = mira__scu_request(&as, host, port, &rq, o, NULL, 0, &e);
         mira__assoc_cleanup(&rq);
         if (!up) {
             if (!any) {
@@ -564,5 +564,6 @@ bool mira_dimse_send(const char *host, int port, const mira_dimse_scu_options *o
         mira__send_item_cleanup(&items[i]);
     mira_free(items);
     mira_free(todo);
+    mira__tls_free(tls);
     return ok;
 }
