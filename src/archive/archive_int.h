@@ -145,6 +145,21 @@ bool mira__archive_finish_deletions(mira_archive *a, mira__db *db, mira_error **
 bool mira__archive_store_replace(mira_archive *a, const void *data, size_t len, const char *what,
                                  mira_store_result *res, mira_error **err);
 
+/* A blob written to the tmp folder while it is received (the C-STORE SCP). _new returns NULL
+ * when the file cannot be made (the blob is then written by the store); _feed takes everything
+ * received so far (page-aligned, at the same address or moved) and writes the whole blocks not
+ * written yet; _free closes and removes what is left. */
+typedef struct mira__blob_writer mira__blob_writer;
+mira__blob_writer *mira__blob_writer_new(mira_archive *a);
+void mira__blob_writer_feed(mira__blob_writer *w, const uint8_t *data, size_t len);
+void mira__blob_writer_free(mira__blob_writer *w);
+
+/* mira_archive_store_memory of data received while w (or NULL) wrote it; what names it in
+ * errors. Takes ownership of w in every case. */
+bool mira__archive_store_received(mira_archive *a, const void *data, size_t len,
+                                  mira__blob_writer *w, const char *what, mira_store_result *res,
+                                  mira_error **err);
+
 /* The committer thread (store.c). */
 void mira__store_shutdown(mira_archive *a);
 

@@ -4,6 +4,7 @@
 #include "mira/pixel.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -388,8 +389,8 @@ static bool write_blob(int fd, bool direct, const uint8_t *data, size_t len)
     return write_all(fd, data + done, len - done);
 }
 
-static bool write_tmp(mira_archive *a, mira__pending *p, const void *data, size_t len,
-                      mira_error **err)
+/* p->tmp_path: tmp/<process>/<blob name>. */
+static bool tmp_name(mira_archive *a, mira__pending *p, mira_error **err)
 {
     size_t n = strlen(a->tmp) + MIRA__BLOB_NAME_MAX + 2;
     p->tmp_path = mira_malloc(n);
@@ -398,6 +399,26 @@ static bool write_tmp(mira_archive *a, mira__pending *p, const void *data, size_
         return false;
     }
     snprintf(p->tmp_path, n, "%s/%s", a->tmp, p->blob);
+    return true;
+}
+
+/* The tmp folder synced: the names in it are durable. */
+static bool sync_tmp_dir(mira_archive *a)
+{
+    int dfd = open(a->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    bool ok = dfd >= 0 && fsync(dfd) == 0;
+    int saved = errno;
+    if (dfd >= 0)
+        close(dfd);
+    errno = saved;
+    return ok;
+}
+
+static bool write_tmp(mira_archive *a, mira__pending *p, const void *data, size_t len,
+                      mira_error **err)
+{
+    if (!tmp_name(a, p, err))
+        return false;
     /* opened with O_DIRECT at once when there is an aligned bulk (one fcntl fewer per blob);
      * a file system without it (tmpfs...) refuses the open, and the file is made without */
     const int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
@@ -418,16 +439,115 @@ static bool write_tmp(mira_archive *a, mira__pending *p, const void *data, size_
      * storing thread, in parallel with the other stores, rather than once per batch by the
      * committer, whose every wait holds up the whole batch (it was a third of its time) */
     if (ok) {
-        int dfd = open(a->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        ok = dfd >= 0 && fsync(dfd) == 0;
+        ok = sync_tmp_dir(a);
         saved = errno;
-        if (dfd >= 0)
-            close(dfd);
     }
     if (!ok) {
         mira_error_set(err, MIRA_ERR_IO, "Cannot store", "%s: %s", p->tmp_path,
                        strerror(saved ? saved : errno));
         unlink(p->tmp_path);
+        return false;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------ blobs written as received */
+
+/*
+ * A C-STORE data set is written to the tmp folder while it arrives (mira__blob_writer_feed
+ * with everything received so far), so that once the last fragment is in only its tail is
+ * left to write before fdatasync: the device writes while the network delivers. The file is
+ * tmp/<process>/rx-N.part, a name the recovery of a dead process's tmp folder removes (no
+ * row names it); it takes its blob name (never replacing a file of that name) only once it is
+ * complete and synced, then the folder is synced, as write_tmp does.
+ */
+#define FEED_STEP (128 * 1024)
+
+struct mira__blob_writer {
+    int fd;
+    bool direct;
+    int error; /* errno of the first failure: the blob is written again by store */
+    size_t done; /* bytes written, a multiple of DIRECT_ALIGN */
+    char path[];
+};
+
+static atomic_uint_fast64_t writer_seq;
+
+mira__blob_writer *mira__blob_writer_new(mira_archive *a)
+{
+    size_t n = strlen(a->tmp) + 40;
+    mira__blob_writer *w = mira_calloc(1, sizeof *w + n);
+    if (!w)
+        return NULL;
+    snprintf(w->path, n, "%s/rx-%llu.part", a->tmp,
+             (unsigned long long)atomic_fetch_add(&writer_seq, 1));
+    const int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
+    w->direct = true;
+    w->fd = open(w->path, flags | O_DIRECT, 0644);
+    if (w->fd < 0) {
+        w->direct = false;
+        w->fd = open(w->path, flags, 0644);
+    }
+    if (w->fd < 0) {
+        mira_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void mira__blob_writer_feed(mira__blob_writer *w, const uint8_t *data, size_t len)
+{
+    if (!w || w->error || (uintptr_t)data % DIRECT_ALIGN)
+        return;
+    size_t upto = len - len % DIRECT_ALIGN;
+    if (upto < w->done + FEED_STEP)
+        return;
+    if (!write_blob(w->fd, w->direct, data + w->done, upto - w->done))
+        w->error = errno ? errno : EIO;
+    else
+        w->done = upto;
+}
+
+void mira__blob_writer_free(mira__blob_writer *w)
+{
+    if (!w)
+        return;
+    if (w->fd >= 0) {
+        close(w->fd);
+        unlink(w->path);
+    }
+    mira_free(w);
+}
+
+/* The rest of the blob into w's file, synced, named p->blob in tmp, the folder synced. */
+static bool finish_written(mira_archive *a, mira__pending *p, mira__blob_writer *w,
+                           const uint8_t *data, size_t len, mira_error **err)
+{
+    if (!tmp_name(a, p, err))
+        return false;
+    bool ok = write_blob(w->fd, w->direct, data + w->done, len - w->done) && fdatasync(w->fd) == 0;
+    int saved = errno;
+    ok = close(w->fd) == 0 && ok;
+    w->fd = -1;
+    bool named = false;
+    if (ok) {
+        /* never over another store's tmp file of the same instance (write_tmp's O_EXCL) */
+        named = renameat2(AT_FDCWD, w->path, AT_FDCWD, p->tmp_path, RENAME_NOREPLACE) == 0;
+        if (!named && (errno == EINVAL || errno == ENOSYS))
+            named = link(w->path, p->tmp_path) == 0;
+        saved = errno;
+        ok = named;
+    }
+    unlink(w->path); /* a no-op once renamed */
+    if (ok) {
+        ok = sync_tmp_dir(a);
+        saved = errno;
+    }
+    if (!ok) {
+        mira_error_set(err, MIRA_ERR_IO, "Cannot store", "%s: %s", p->tmp_path,
+                       strerror(saved ? saved : EIO));
+        if (named)
+            unlink(p->tmp_path);
         return false;
     }
     return true;
@@ -1014,7 +1134,8 @@ static bool submit(mira_archive *a, mira__pending *p, mira_error **err)
 /* ------------------------------------------------------------------ the entry points */
 
 static bool store(mira_archive *a, const uint8_t *data, size_t len, const char *what,
-                  mira_duplicate_policy policy, mira_store_result *res, mira_error **err)
+                  mira_duplicate_policy policy, mira__blob_writer *pre, mira_store_result *res,
+                  mira_error **err)
 {
     mira_read_options ro;
     mira_read_options_init(&ro);
@@ -1106,7 +1227,10 @@ static bool store(mira_archive *a, const uint8_t *data, size_t len, const char *
         p->size = nbytes;
         mira__checksum(bytes, nbytes, p->checksum);
         mira__blob_name(sop, mira__generation(a), p->blob);
-        ok = write_tmp(a, p, bytes, nbytes, err);
+        /* written while received, unless the bytes stored are others (Part 10 added,
+         * storage compression) or writing them failed */
+        ok = pre && bytes == data && !pre->error ? finish_written(a, p, pre, bytes, nbytes, err)
+                                                : write_tmp(a, p, bytes, nbytes, err);
     }
     mira_free(owned);
     mira_file_free(f);
@@ -1134,7 +1258,7 @@ static bool store(mira_archive *a, const uint8_t *data, size_t len, const char *
 bool mira_archive_store_memory(mira_archive *a, const void *data, size_t len,
                                mira_store_result *res, mira_error **err)
 {
-    return store(a, data, len, "data", a->duplicates, res, err);
+    return store(a, data, len, "data", a->duplicates, NULL, res, err);
 }
 
 bool mira_archive_store_file(mira_archive *a, const char *path, mira_store_result *res,
@@ -1160,7 +1284,7 @@ bool mira_archive_store_file(mira_archive *a, const char *path, mira_store_resul
         if (m != MAP_FAILED) {
             close(fd);
             (void)madvise(m, len, MADV_SEQUENTIAL);
-            bool ok = store(a, m, len, path, a->duplicates, res, err);
+            bool ok = store(a, m, len, path, a->duplicates, NULL, res, err);
             munmap(m, len);
             return ok;
         }
@@ -1189,7 +1313,7 @@ bool mira_archive_store_file(mira_archive *a, const char *path, mira_store_resul
                        len);
         return false;
     }
-    bool ok = store(a, buf, len, path, a->duplicates, res, err);
+    bool ok = store(a, buf, len, path, a->duplicates, NULL, res, err);
     mira_free(raw);
     return ok;
 }
@@ -1197,5 +1321,14 @@ bool mira_archive_store_file(mira_archive *a, const char *path, mira_store_resul
 bool mira__archive_store_replace(mira_archive *a, const void *data, size_t len, const char *what,
                                  mira_store_result *res, mira_error **err)
 {
-    return store(a, data, len, what, MIRA_DUPLICATE_OVERWRITE, res, err);
+    return store(a, data, len, what, MIRA_DUPLICATE_OVERWRITE, NULL, res, err);
+}
+
+bool mira__archive_store_received(mira_archive *a, const void *data, size_t len,
+                                  mira__blob_writer *w, const char *what, mira_store_result *res,
+                                  mira_error **err)
+{
+    bool ok = store(a, data, len, what, a->duplicates, w, res, err);
+    mira__blob_writer_free(w);
+    return ok;
 }

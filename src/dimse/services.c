@@ -1,6 +1,8 @@
 /* Verification (PS3.4 A) and Storage (PS3.4 B) SCP: C-ECHO and C-STORE into the archive. */
 #include "services.h"
 
+#include "archive/archive_int.h"
+
 #include "dicom/dataset_int.h"
 #include "dicom/impl.h"
 
@@ -197,6 +199,7 @@ typedef struct receiver {
     int fd;      /* the spool file, once over MEMORY_MAX */
     int error;   /* errno of the first failure */
     uint64_t bytes;
+    mira__blob_writer *writer; /* the blob written as it comes, while in memory (or NULL) */
 } receiver;
 
 static bool rxbuf_reserve(rxbuf *b, size_t len, size_t need)
@@ -249,6 +252,8 @@ static void rx_append(receiver *r, const uint8_t *data, size_t len)
         mira_free(r->buf.raw);
         memset(&r->buf, 0, sizeof r->buf);
         r->len = 0;
+        mira__blob_writer_free(r->writer);
+        r->writer = NULL;
     }
     if (r->fd >= 0) {
         if (!write_all(r->fd, data, len))
@@ -261,6 +266,7 @@ static void rx_append(receiver *r, const uint8_t *data, size_t len)
     }
     memcpy(r->buf.data + r->len, data, len);
     r->len += len;
+    mira__blob_writer_feed(r->writer, r->buf.data, r->len);
 }
 
 static bool rx_fragment(void *ctx, const uint8_t *data, size_t len, bool last)
@@ -336,6 +342,7 @@ bool mira__serve_store(mira_dimse_server *s, mira__store_ctx *st, mira__associat
     }
     if (!write_meta(&r, sop_class, sop_instance, ts, as->rq.calling_ae) && !r.error)
         r.error = ENOMEM;
+    r.writer = mira__blob_writer_new(st->archive);
     bool received = mira__dimse_recv_data(as, pctx, rx_fragment, &r, NULL);
     if (r.fd >= 0 && close(r.fd) != 0 && !r.error)
         r.error = errno;
@@ -350,7 +357,9 @@ bool mira__serve_store(mira_dimse_server *s, mira__store_ctx *st, mira__associat
         mira_store_result res;
         mira_error *e = NULL;
         bool ok = r.fd >= 0 ? mira_archive_store_file(st->archive, path, &res, &e)
-                            : mira_archive_store_memory(st->archive, r.buf.data, r.len, &res, &e);
+                            : mira__archive_store_received(st->archive, r.buf.data, r.len,
+                                                           r.writer, sop_instance, &res, &e);
+        r.writer = NULL; /* taken */
         if (ok) {
             if (strcmp(res.sop_class_uid, sop_class) != 0 ||
                 strcmp(res.sop_instance_uid, sop_instance) != 0) {
@@ -374,6 +383,7 @@ bool mira__serve_store(mira_dimse_server *s, mira__store_ctx *st, mira__associat
             mira_error_free(e);
         }
     }
+    mira__blob_writer_free(r.writer);
     if (r.fd >= 0)
         unlink(path); /* spooled: stored from the file, or not at all */
     /* the buffer stays with the thread for its next instance, unless it grew large */

@@ -292,12 +292,14 @@ def test_abort_during_a_store_leaves_nothing(tmp_path, how):
             s.sendall(ABORT)
             assert closed_after(s, 10) == b""
         s.close()
+
+        def left():
+            return list(spool.iterdir()) + [f for f in (tmp_path / "archive" / "tmp").rglob("*")
+                                            if f.is_file() and f.name != "lock"]
         deadline = time.monotonic() + 10
-        while list(spool.iterdir()) and time.monotonic() < deadline:
+        while left() and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert list(spool.iterdir()) == []
-        assert [f for f in (tmp_path / "archive" / "tmp").rglob("*") if f.is_file()
-                and f.name != "lock"] == []
+        assert left() == []
         stats = run_mira("stats", "--archive", tmp_path / "archive").stdout.decode()
         assert "instances  0" in stats
         # the server still stores
@@ -373,3 +375,48 @@ def test_command_and_data_set_disagree(tmp_path):
     path = run_mira("cat", "--archive", tmp_path / "archive", "--path",
                     want.SOPInstanceUID).stdout.decode().strip()
     assert dataset_bytes(path) == body
+
+
+@pytest.mark.parametrize("kind", ["stored", "refused"])
+def test_blob_written_while_received(tmp_path, kind):
+    """A data set of several PDUs is written into the archive's tmp folder as it arrives: the
+    blob stored is the preamble, meta group and data set byte for byte; a data set refused
+    after it was partly written (not DICOM: 0xC000) leaves nothing in tmp."""
+    import io
+    import socket
+    from dimse_peers import RELEASE_RQ, associate_rq, pdata, read_pdu, store_command
+    ds = pydicom.dcmread(TEST_FILES / "CT_small.dcm")
+    ds.Rows = ds.Columns = 700
+    ds.PixelData = bytes(range(256)) * (700 * 700 * 2 // 256) + b"\1" * (700 * 700 * 2 % 256)
+    buf = io.BytesIO()
+    ds.save_as(buf, write_like_original=False)
+    src = tmp_path / "in.dcm"
+    src.write_bytes(buf.getvalue())
+    body = dataset_bytes(src)
+    if kind == "refused":
+        body = b"\xff\xfe\x00\x01" * (len(body) // 4)
+    with MiraServer(tmp_path / "archive") as srv:
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        s.sendall(associate_rq(contexts=((1, ds.SOPClassUID, ("1.2.840.10008.1.2.1",)),)))
+        assert read_pdu(s)[:1] == b"\x02"
+        s.sendall(pdata(1, 3, store_command(ds.SOPClassUID, ds.SOPInstanceUID)))
+        step = 50000  # fragments that do not fall on block boundaries
+        for off in range(0, len(body), step):
+            last = off + step >= len(body)
+            s.sendall(pdata(1, 2 if last else 0, body[off:off + step]))
+        rsp = read_pdu(s)
+        i = rsp.find(b"\x00\x00\x00\x09\x02\x00\x00\x00")
+        status = struct.unpack("<H", rsp[i + 8:i + 10])[0]
+        s.sendall(RELEASE_RQ)
+        assert read_pdu(s)[:1] == b"\x06"
+        s.close()
+        assert status == (0x0000 if kind == "stored" else 0xC000)
+        left = [f.name for f in (tmp_path / "archive" / "tmp").rglob("*")
+                if f.is_file() and f.name != "lock"]
+        assert left == []
+    if kind == "stored":
+        path = run_mira("cat", "--archive", tmp_path / "archive", "--path",
+                        ds.SOPInstanceUID).stdout.decode().strip()
+        assert dataset_bytes(path) == body
+        got = pathlib.Path(path).read_bytes()
+        assert got[128:132] == b"DICM" and got.endswith(body)
