@@ -8,8 +8,9 @@
 # by storescu, the same client for every side, over one association (the whole list on one
 # command line) and over PAR associations at once (the list dealt into PAR parts, one storescu
 # each). The receivers, each new for every run:
-#   mira     `mira serve` on a new archive (SQLite index): every instance is written to its
-#            spool, stored (blob fdatasync, index commit) and only then acknowledged;
+#   mira     `mira serve` on a new archive (SQLite index): every instance is received into
+#            memory (its blob written to the archive's tmp folder as it arrives), stored (blob
+#            fdatasync, index commit) and only then acknowledged;
 #   storescp DCMTK's storescp (--fork for the parallel rows): writes each file, no index, no
 #            fsync (the yardstick: what writing files alone costs);
 #   Orthanc  Debian's Orthanc (SQLite index, SyncStorageArea: an fsync per file), started as
