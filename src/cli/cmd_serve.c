@@ -1,4 +1,5 @@
-/* mira serve: the DICOM server (Verification, Storage and Query SCP) on the archive. */
+/* mira serve: the DICOM server (Verification, Storage, Query/Retrieve, Worklist, MPPS and
+ * Storage Commitment SCP) on the archive. */
 #include "cli.h"
 #include "serve_security.h"
 #include "serve_peers.h"
@@ -14,10 +15,12 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: mira serve [options]\n"
             "Runs the DICOM server: Verification (C-ECHO), Storage (C-STORE of every storage\n"
-            "SOP class) and Query (C-FIND, Patient and Study Root, with C-CANCEL) SCP; each\n"
-            "instance received is stored in the archive before it is acknowledged. Stops on\n"
-            "SIGINT or SIGTERM. Options override the \"dimse\" object of\n"
-            "the config file ($MIRA_CONFIG, else ./mira.json): {\"port\", \"bind\", \"ae_title\",\n"
+            "SOP class), Query/Retrieve (C-FIND, C-MOVE, C-GET; Patient and Study Root, with\n"
+            "C-CANCEL), Modality Worklist FIND, MPPS (N-CREATE, N-SET) and Storage Commitment\n"
+            "(N-ACTION, N-EVENT-REPORT) SCP; each instance received is stored in the archive\n"
+            "before it is acknowledged. Stops on SIGINT or SIGTERM. Options override the\n"
+            "\"dimse\" object of the config file ($MIRA_CONFIG, else ./mira.json): {\"port\",\n"
+            "\"bind\", \"ae_title\",\n"
             "\"calling_ae_titles\": [...], \"transfer_syntaxes\": [...], \"max_associations\",\n"
             "\"max_pdu\", \"artim_seconds\", \"idle_seconds\", \"tls\": {\"cert\", \"key\", \"ca\",\n"
             "\"verify_peer\", \"port\", \"only\"}, \"accept\": {\"AE\": [\"store\", ...] or\n"
