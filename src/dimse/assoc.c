@@ -406,6 +406,27 @@ bool mira__assoc_pending(mira__association *as)
     return mira__conn_pending(&as->conn);
 }
 
+mira__poll mira__dimse_poll_cancel(mira__association *as, uint16_t message_id, const char *what)
+{
+    if (!mira__assoc_pending(as))
+        return MIRA__POLL_NONE;
+    uint8_t pctx = 0;
+    mira_dataset *c = NULL;
+    if (mira__dimse_recv_command(as, &pctx, &c, as->artim_ms, NULL) != MIRA__RECV_COMMAND)
+        return MIRA__POLL_ENDED;
+    uint16_t field = 0, id = 0;
+    mira__cmd_get_u16(c, MIRA__TAG_COMMAND_FIELD, &field);
+    mira__cmd_get_u16(c, MIRA__TAG_RESPONDED_TO, &id);
+    mira_dataset_free(c);
+    if (field == MIRA__C_CANCEL_RQ)
+        return id == message_id ? MIRA__POLL_CANCELLED : MIRA__POLL_NONE;
+    char why[160];
+    snprintf(why, sizeof why, "a request while a %s was in progress (one operation at a time)",
+             what);
+    mira__assoc_abort(as, MIRA__ABORT_PROVIDER, MIRA__ABORT_UNEXPECTED_PDU, why);
+    return MIRA__POLL_ENDED;
+}
+
 /* ------------------------------------------------------------------ command sets */
 
 bool mira__cmd_get_u16(const mira_dataset *cmd, mira_tag tag, uint16_t *out)

@@ -124,6 +124,19 @@ bool mira__dimse_send(mira__association *as, uint8_t pctx_id, const mira_dataset
  * bytes on the socket): a C-CANCEL-RQ may be waiting. */
 bool mira__assoc_pending(mira__association *as);
 
+/* What mira__dimse_poll_cancel found. */
+typedef enum mira__poll {
+    MIRA__POLL_NONE = 0,   /* nothing arrived (or a C-CANCEL-RQ for a message that is over) */
+    MIRA__POLL_CANCELLED,  /* a C-CANCEL-RQ for message_id */
+    MIRA__POLL_ENDED,      /* the association ended, or was aborted here */
+} mira__poll;
+
+/* Between the responses of an operation (one outstanding operation was granted): if a command
+ * has arrived, it must be a C-CANCEL-RQ. One for message_id cancels the operation, one for
+ * another message is ignored (it is over); any other request aborts the association (what
+ * names the operation in progress, for the log). */
+mira__poll mira__dimse_poll_cancel(mira__association *as, uint16_t message_id, const char *what);
+
 /* Command set helpers. */
 bool mira__cmd_get_u16(const mira_dataset *cmd, mira_tag tag, uint16_t *out);
 /* A string element's value (copied into out, trimmed; "" if absent). */

@@ -160,27 +160,20 @@ static void sub_failed(retrieve *r, const char *uid)
     (void)add_uid(&r->failed_uids, &r->nfailed_uids, &r->failed_cap, uid);
 }
 
-/* A C-CANCEL-RQ for the retrieve? (Anything else now is a protocol error.) */
+/* A C-CANCEL-RQ for the retrieve? (see mira__dimse_poll_cancel) */
 static void check_cancel(retrieve *r)
 {
-    if (r->cancelled || r->dead || !mira__assoc_pending(r->as))
+    if (r->cancelled || r->dead)
         return;
-    uint8_t pctx = 0;
-    mira_dataset *c = NULL;
-    if (mira__dimse_recv_command(r->as, &pctx, &c, r->as->artim_ms, NULL) != MIRA__RECV_COMMAND) {
-        r->dead = true;
-        return;
-    }
-    uint16_t field = 0, id = 0;
-    mira__cmd_get_u16(c, MIRA__TAG_COMMAND_FIELD, &field);
-    mira__cmd_get_u16(c, MIRA__TAG_RESPONDED_TO, &id);
-    mira_dataset_free(c);
-    if (field == MIRA__C_CANCEL_RQ && id == r->message_id)
+    switch (mira__dimse_poll_cancel(r->as, r->message_id, "retrieve")) {
+    case MIRA__POLL_NONE:
+        break;
+    case MIRA__POLL_CANCELLED:
         r->cancelled = true;
-    else if (field != MIRA__C_CANCEL_RQ) {
-        mira__assoc_abort(r->as, MIRA__ABORT_PROVIDER, MIRA__ABORT_UNEXPECTED_PDU,
-                          "a request while a retrieve was in progress (one operation at a time)");
+        break;
+    case MIRA__POLL_ENDED:
         r->dead = true;
+        break;
     }
 }
 

@@ -451,31 +451,18 @@ typedef struct find_state {
     bool cancelled, failed;
 } find_state;
 
-/* A C-CANCEL-RQ waiting for our message? Anything else arriving now ends the association
- * (we granted one outstanding operation). */
+/* A C-CANCEL-RQ waiting for our message? (see mira__dimse_poll_cancel) */
 static bool check_cancel(find_state *f)
 {
-    if (!mira__assoc_pending(f->as))
+    switch (mira__dimse_poll_cancel(f->as, f->message_id, "C-FIND")) {
+    case MIRA__POLL_NONE:
         return true;
-    uint8_t pctx = 0;
-    mira_dataset *c = NULL;
-    mira__recv r = mira__dimse_recv_command(f->as, &pctx, &c, f->as->artim_ms, NULL);
-    if (r != MIRA__RECV_COMMAND) {
-        f->failed = true;
-        return false;
-    }
-    uint16_t field = 0, id = 0;
-    mira__cmd_get_u16(c, MIRA__TAG_COMMAND_FIELD, &field);
-    mira__cmd_get_u16(c, MIRA__TAG_RESPONDED_TO, &id);
-    mira_dataset_free(c);
-    if (field == MIRA__C_CANCEL_RQ && id == f->message_id) {
+    case MIRA__POLL_CANCELLED:
         f->cancelled = true;
         return false;
+    case MIRA__POLL_ENDED:
+        break;
     }
-    if (field == MIRA__C_CANCEL_RQ)
-        return true; /* for a message that is over: nothing to do */
-    mira__assoc_abort(f->as, MIRA__ABORT_PROVIDER, MIRA__ABORT_UNEXPECTED_PDU,
-                      "a request while a C-FIND was in progress (one operation at a time)");
     f->failed = true;
     return false;
 }

@@ -29,31 +29,18 @@ typedef struct mwl_state {
     bool cancelled, failed;
 } mwl_state;
 
-/* A C-CANCEL-RQ for our message ends the search; any other request is a protocol error (one
- * operation at a time was granted). */
+/* A C-CANCEL-RQ for our message ends the search (see mira__dimse_poll_cancel). */
 static bool check_cancel(mwl_state *f)
 {
-    if (!mira__assoc_pending(f->as))
+    switch (mira__dimse_poll_cancel(f->as, f->message_id, "worklist C-FIND")) {
+    case MIRA__POLL_NONE:
         return true;
-    uint8_t pctx = 0;
-    mira_dataset *c = NULL;
-    mira__recv r = mira__dimse_recv_command(f->as, &pctx, &c, f->as->artim_ms, NULL);
-    if (r != MIRA__RECV_COMMAND) {
-        f->failed = true;
-        return false;
-    }
-    uint16_t field = 0, id = 0;
-    mira__cmd_get_u16(c, MIRA__TAG_COMMAND_FIELD, &field);
-    mira__cmd_get_u16(c, MIRA__TAG_RESPONDED_TO, &id);
-    mira_dataset_free(c);
-    if (field == MIRA__C_CANCEL_RQ && id == f->message_id) {
+    case MIRA__POLL_CANCELLED:
         f->cancelled = true;
         return false;
+    case MIRA__POLL_ENDED:
+        break;
     }
-    if (field == MIRA__C_CANCEL_RQ)
-        return true;
-    mira__assoc_abort(f->as, MIRA__ABORT_PROVIDER, MIRA__ABORT_UNEXPECTED_PDU,
-                      "a request while a C-FIND was in progress (one operation at a time)");
     f->failed = true;
     return false;
 }
