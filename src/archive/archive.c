@@ -532,6 +532,7 @@ mira_archive *mira_archive_open(const mira_archive_options *opt, mira_error **er
     a->names_ci = true;
     pthread_mutex_init(&a->pool_lock, NULL);
     pthread_mutex_init(&a->q_lock, NULL);
+    pthread_mutex_init(&a->place_lock, NULL);
     pthread_cond_init(&a->q_cond, NULL);
     pthread_cond_init(&a->done_cond, NULL);
     a->dir = mira_strdup(opt->dir);
@@ -639,6 +640,7 @@ void mira_archive_close(mira_archive *a)
         close(a->tmp_lock);
     pthread_mutex_destroy(&a->pool_lock);
     pthread_mutex_destroy(&a->q_lock);
+    pthread_mutex_destroy(&a->place_lock);
     pthread_cond_destroy(&a->q_cond);
     pthread_cond_destroy(&a->done_cond);
     mira_free(a->dir);

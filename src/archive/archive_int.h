@@ -104,6 +104,11 @@ struct mira_archive {
     pthread_t committer;
     mira__db *writer;
     uint64_t tmp_counter;
+
+    /* committed stores whose storing thread has not renamed its blob into place yet: a later
+     * commit replacing one of them must not unlink a blob that is about to appear (store.c) */
+    pthread_mutex_t place_lock;
+    mira__pending *placing;
 };
 
 /* A connection for this thread to use (from the pool, or new); give it back with _release. */

@@ -56,6 +56,10 @@ struct mira__pending {
     mira_error *err;
     bool ok, done;
     bool place; /* committed as new or replaced: the storing thread renames the blob */
+    /* while place and not yet renamed: in a->placing; superseded: a later commit replaced
+     * this blob, so it is unlinked from tmp instead of renamed (both under a->place_lock) */
+    mira__pending *place_next;
+    bool superseded;
 };
 
 /* ------------------------------------------------------------------ SQL built from the keys */
@@ -1039,12 +1043,26 @@ static void commit_batch(mira_archive *a, mira__pending **batch, size_t n)
         if (p->ok && (outs[i] == OUT_NEW || outs[i] == OUT_REPLACED)) {
             p->place = true;
             p->res.status = outs[i] == OUT_NEW ? MIRA_STORE_STORED : MIRA_STORE_REPLACED;
+            pthread_mutex_lock(&a->place_lock);
+            p->place_next = a->placing;
+            a->placing = p;
+            pthread_mutex_unlock(&a->place_lock);
         } else {
             unlink(p->tmp_path);
             if (p->ok)
                 p->res.status = MIRA_STORE_DUPLICATE;
         }
         if (old_blobs[i]) {
+            /* the blob replaced may be one an earlier batch committed whose storing thread has
+             * not renamed it yet (two versions of an instance in one run): that thread then
+             * drops it from tmp instead (a crash before leaves it in tmp without a row, which
+             * recovery removes); unlinking it here, before it arrives, would leave it behind
+             * in blobs/ with no row naming it */
+            pthread_mutex_lock(&a->place_lock);
+            for (mira__pending *q = a->placing; q; q = q->place_next)
+                if (strcmp(q->blob, old_blobs[i]) == 0)
+                    q->superseded = true;
+            pthread_mutex_unlock(&a->place_lock);
             char *f = mira__blob_file(a, old_blobs[i]);
             if (f)
                 unlink(f);
@@ -1236,10 +1254,25 @@ static bool store(mira_archive *a, const uint8_t *data, size_t len, const char *
     mira_file_free(f);
     if (ok)
         ok = submit(a, p, err);
-    if (ok && p->place && !mira__archive_place_blob(a, p->tmp_path, p->blob, &p->err)) {
+    if (ok && p->place) {
+        /* renamed under place_lock, so that a commit replacing this blob either finds it
+         * still waiting (and marks it superseded) or finds it in place (and unlinks it) */
+        pthread_mutex_lock(&a->place_lock);
+        bool placed = true;
+        if (p->superseded)
+            unlink(p->tmp_path);
+        else
+            placed = mira__archive_place_blob(a, p->tmp_path, p->blob, &p->err);
+        for (mira__pending **q = &a->placing; *q; q = &(*q)->place_next)
+            if (*q == p) {
+                *q = p->place_next;
+                break;
+            }
+        pthread_mutex_unlock(&a->place_lock);
         /* the row is committed and the blob is safe in tmp: the next open of the archive
          * finishes the move; the caller hears of the failure */
-        p->ok = false;
+        if (!placed)
+            p->ok = false;
     }
     if (ok) {
         ok = p->ok;
