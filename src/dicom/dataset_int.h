@@ -58,6 +58,11 @@ struct mira__buf;
  * order, group lengths recomputed: for DIMSE command sets and file meta groups. */
 bool mira__dataset_encode(const mira_dataset *ds, bool explicit_vr, bool big_endian,
                           struct mira__buf *out, mira_error **err);
+/* Append the 128-byte preamble, "DICM" and a file meta group (PS3.10 7.1) naming the SOP
+ * class and instance, the transfer syntax, mira as implementation and, if not NULL or empty,
+ * the source AE title: the head of a Part 10 file whose data set arrives over the network. */
+bool mira__file_meta_encode(struct mira__buf *out, const char *sop_class,
+                            const char *sop_instance, const char *ts, const char *source_ae);
 /* Set the cached charset of a data set from the raw bytes of (0008,0005). */
 bool mira__dataset_set_charset(mira_dataset *ds, const uint8_t *v, size_t len, mira_error **err);
 /* Resolve "US or SS" etc. for an element read implicitly, as PS3.5 and pydicom do. */

@@ -482,3 +482,30 @@ mira_file *mira_file_from_dataset(mira_dataset *ds, const char *ts_uid, mira_err
     f->ds = ds;
     return f;
 }
+
+bool mira__file_meta_encode(mira__buf *out, const char *sop_class, const char *sop_instance,
+                            const char *ts, const char *source_ae)
+{
+    mira_dataset *m = mira_dataset_new(NULL);
+    if (!m)
+        return false;
+    static const uint8_t zero[4], version[2] = {0, 1};
+    bool ok = mira_dataset_set_bytes(m, MIRA_TAG(0x0002, 0x0000), MIRA_VR_UL, zero, 4, NULL) &&
+              mira_dataset_set_bytes(m, MIRA_TAG(0x0002, 0x0001), MIRA_VR_OB, version, 2, NULL) &&
+              mira_dataset_set_string(m, MIRA_TAG(0x0002, 0x0002), MIRA_VR_UI, sop_class, NULL) &&
+              mira_dataset_set_string(m, MIRA_TAG(0x0002, 0x0003), MIRA_VR_UI, sop_instance,
+                                      NULL) &&
+              mira_dataset_set_string(m, MIRA_TAG(0x0002, 0x0010), MIRA_VR_UI, ts, NULL) &&
+              mira_dataset_set_string(m, MIRA_TAG(0x0002, 0x0012), MIRA_VR_UI,
+                                      MIRA_IMPLEMENTATION_UID, NULL) &&
+              mira_dataset_set_string(m, MIRA_TAG(0x0002, 0x0013), MIRA_VR_SH,
+                                      MIRA_IMPLEMENTATION_NAME, NULL);
+    if (ok && source_ae && *source_ae)
+        ok = mira_dataset_set_string(m, MIRA_TAG(0x0002, 0x0016), MIRA_VR_AE, source_ae, NULL);
+    static const uint8_t preamble[128];
+    mira__buf_append(out, preamble, sizeof preamble);
+    mira__buf_append(out, "DICM", 4);
+    ok = ok && mira__dataset_encode(m, true, false, out, NULL) && !out->failed;
+    mira_dataset_free(m);
+    return ok;
+}

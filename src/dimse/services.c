@@ -279,32 +279,12 @@ static bool rx_fragment(void *ctx, const uint8_t *data, size_t len, bool last)
 static bool write_meta(receiver *r, const char *sop_class, const char *sop_instance,
                        const char *ts, const char *source_ae)
 {
-    mira_dataset *m = mira_dataset_new(NULL);
-    if (!m)
-        return false;
-    static const uint8_t zero[4], version[2] = {0, 1};
-    bool ok = mira_dataset_set_bytes(m, MIRA_TAG(0x0002, 0x0000), MIRA_VR_UL, zero, 4, NULL) &&
-              mira_dataset_set_bytes(m, MIRA_TAG(0x0002, 0x0001), MIRA_VR_OB, version, 2, NULL) &&
-              mira_dataset_set_string(m, MIRA_TAG(0x0002, 0x0002), MIRA_VR_UI, sop_class, NULL) &&
-              mira_dataset_set_string(m, MIRA_TAG(0x0002, 0x0003), MIRA_VR_UI, sop_instance,
-                                      NULL) &&
-              mira_dataset_set_string(m, MIRA_TAG(0x0002, 0x0010), MIRA_VR_UI, ts, NULL) &&
-              mira_dataset_set_string(m, MIRA_TAG(0x0002, 0x0012), MIRA_VR_UI,
-                                      MIRA_IMPLEMENTATION_UID, NULL) &&
-              mira_dataset_set_string(m, MIRA_TAG(0x0002, 0x0013), MIRA_VR_SH,
-                                      MIRA_IMPLEMENTATION_NAME, NULL);
-    if (ok && source_ae && *source_ae)
-        ok = mira_dataset_set_string(m, MIRA_TAG(0x0002, 0x0016), MIRA_VR_AE, source_ae, NULL);
     mira__buf b;
     mira__buf_init(&b);
-    static const uint8_t preamble[128];
-    mira__buf_append(&b, preamble, sizeof preamble);
-    mira__buf_append(&b, "DICM", 4);
-    ok = ok && mira__dataset_encode(m, true, false, &b, NULL) && !b.failed;
+    bool ok = mira__file_meta_encode(&b, sop_class, sop_instance, ts, source_ae);
     if (ok)
         rx_append(r, b.data, b.len);
     mira__buf_cleanup(&b);
-    mira_dataset_free(m);
     return ok;
 }
 
