@@ -118,12 +118,14 @@ def associate_as(port, user, password=None, contexts=(VERIFICATION,), ask_respon
     from pynetdicom.pdu_primitives import UserIdentityNegotiation
     seen = {}
 
-    def on_acse(event):
-        p = event.primitive
+    def record(p):
         if type(p).__name__ == "A_ASSOCIATE" and p.result is not None:
             seen["rj"] = (p.result, p.result_source, p.diagnostic)
             seen["response"] = [i.server_response for i in (p.user_information or [])
                                 if type(i).__name__ == "UserIdentityNegotiation"]
+
+    def on_acse(event):
+        record(event.primitive)
 
     ae = AE(ae_title="PYNETSCU")
     for c in contexts:
@@ -143,6 +145,12 @@ def associate_as(port, user, password=None, contexts=(VERIFICATION,), ask_respon
     ok = assoc.is_established
     if ok:
         assoc.release()
+    elif "rj" not in seen:
+        # pynetdicom 2.0.2 races with a fast peer: when its DUL thread has read the
+        # A-ASSOCIATE-RJ and closed the connection before the requesting thread checks that
+        # it is connected, that thread gives up without taking the primitive from its queue
+        while not assoc.dul.to_user_queue.empty():
+            record(assoc.dul.to_user_queue.get())
     return ok, seen, accepted
 
 
