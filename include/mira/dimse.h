@@ -108,9 +108,18 @@ typedef struct mira_dimse_server_options {
     int tls_port;
     bool tls_only;
     /* C-MOVE destinations by AE title (borrowed: must outlive the server; NULL: none, every
-     * C-MOVE is answered "move destination unknown"). */
+     * C-MOVE is answered "move destination unknown"), and where Storage Commitment reports go
+     * when the requestor's association cannot take them. */
     const mira_dimse_peer *peers;
     size_t npeers;
+    /* A Storage Commitment report not delivered (the requestor's association ended or refused
+     * it, and a new association to its peer failed) stays in the archive's index and is tried
+     * again on a new association: after each of these delays in seconds in turn, the last one
+     * repeating (NULL: 5, 30, 120, 600; each at least 1), until commit_retry_seconds (default
+     * 86400) after the request. Copied by _new. */
+    const int *commit_retry_delays;
+    size_t ncommit_retry_delays;
+    int commit_retry_seconds;
 } mira_dimse_server_options;
 
 

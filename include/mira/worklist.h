@@ -132,6 +132,61 @@ MIRA_API bool mira_archive_log_commitment(mira_archive *a, const char *transacti
                                           uint64_t failures, const char *reported_how,
                                           mira_error **err);
 
+/*
+ * Storage commitment reports kept until they are delivered (PS3.4 J.3.3: the SCP sends the
+ * result; `mira serve` retries those it could not). Times are Unix seconds. Whoever attempts
+ * a report first claims it: a claim is a token that holds the report until its lease ends,
+ * so that two threads or two servers on one index never send it at once.
+ */
+
+/* Record a storage commitment request answered, with its report to deliver (event type 1
+ * every instance held, 2 some not; event_info borrowed), claimed by the caller until lease:
+ * *id receives the record's id, *claim the claim's token. After lease, anyone may attempt it
+ * (mira_archive_commitments_due), until retry_until. */
+MIRA_API bool mira_archive_commitment_add(mira_archive *a, const char *transaction_uid,
+                                          const char *requestor, uint64_t instances,
+                                          uint64_t failures, uint16_t event_type,
+                                          const mira_dataset *event_info, int64_t lease,
+                                          int64_t retry_until, int64_t *id, int64_t *claim,
+                                          mira_error **err);
+
+/* Claim report id until lease, if it is still to be delivered and either due by now or
+ * already claimed with *claim (0: no claim yet; it then receives a new token). *taken is
+ * false when another attempt holds it or it is over. */
+MIRA_API bool mira_archive_commitment_claim(mira_archive *a, int64_t id, int64_t now,
+                                            int64_t lease, int64_t *claim, bool *taken,
+                                            mira_error **err);
+
+/* After an attempt by the holder of claim: delivered (reported_at set, the report dropped),
+ * else tried again at retry_at (0: never: given up, the report dropped). attempts is the
+ * count made on new associations; how says how it went. A claim that is no longer the
+ * report's (its lease ended and another took it) changes nothing. */
+MIRA_API bool mira_archive_commitment_attempted(mira_archive *a, int64_t id, int64_t claim,
+                                                bool delivered, int attempts, int64_t retry_at,
+                                                const char *how, mira_error **err);
+
+/* A report to deliver, as mira_archive_commitments_due reads it. */
+typedef struct mira_commitment_report {
+    int64_t id;
+    char transaction_uid[65];
+    char requestor[17]; /* the calling AE title of the request */
+    uint64_t instances, failures;
+    uint16_t event_type;
+    mira_dataset *event_info; /* owned by the callback, which frees it */
+    int attempts;             /* made on new associations so far */
+    int64_t retry_until;
+} mira_commitment_report;
+
+/* Told of each report due; return false to stop. */
+typedef bool (*mira_commitment_report_fn)(void *ctx, mira_commitment_report *r);
+
+/* The reports to deliver whose time has come by now (at most max, earliest first), each
+ * told to fn; then *next (may be NULL) receives the earliest time one of the others comes
+ * due (0: none waits). A report whose event information cannot be read is given up. */
+MIRA_API bool mira_archive_commitments_due(mira_archive *a, int64_t now, size_t max,
+                                           mira_commitment_report_fn fn, void *ctx,
+                                           int64_t *next, mira_error **err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -145,7 +145,23 @@ static const char *const migration_2 =
     " reported_at TEXT, reported_how TEXT);"
     "CREATE INDEX storage_commitments_transaction ON storage_commitments (transaction_uid);";
 
-static const char *const migrations[] = {migration_1, migration_2};
+/*
+ * Version 3: storage commitment reports kept until delivered (PS3.4 J.3.3). A row whose
+ * report (the event information as DICOM JSON) is not NULL is still to be delivered: not
+ * before retry_at (Unix seconds), nor after retry_until; claim is the token of the attempt
+ * that holds it (retry_at is then the end of its lease), so that two threads or two servers
+ * never send it at once. attempts counts those made on new associations.
+ */
+static const char *const migration_3 =
+    "ALTER TABLE storage_commitments ADD COLUMN event_type INTEGER;"
+    "ALTER TABLE storage_commitments ADD COLUMN report TEXT;"
+    "ALTER TABLE storage_commitments ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE storage_commitments ADD COLUMN retry_at @BIG@;"
+    "ALTER TABLE storage_commitments ADD COLUMN retry_until @BIG@;"
+    "ALTER TABLE storage_commitments ADD COLUMN claim @BIG@;"
+    "CREATE INDEX storage_commitments_retry ON storage_commitments (retry_at);";
+
+static const char *const migrations[] = {migration_1, migration_2, migration_3};
 
 /*
  * PostgreSQL only, after the migration of the same index, where the server has the pg_trgm

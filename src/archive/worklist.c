@@ -3,9 +3,13 @@
 #include "archive/archive_int.h"
 #include "mira/worklist.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #define TAG_CHARSET MIRA_TAG(0x0008, 0x0005)
 #define TAG_ACCESSION MIRA_TAG(0x0008, 0x0050)
@@ -1121,5 +1125,223 @@ bool mira_archive_log_commitment(mira_archive *a, const char *transaction_uid,
     else
         mira__db_rollback(db);
     mira__archive_db_release(a, db);
+    return ok;
+}
+
+/* A claim's token: random, never 0. */
+static int64_t new_claim(void)
+{
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) {
+        /* no entropy source: time, process and a counter still tell claims apart here */
+        static _Atomic uint64_t counter;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        r = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ ((uint64_t)getpid() << 40) ^
+            atomic_fetch_add(&counter, 1);
+    }
+    r &= (uint64_t)INT64_MAX;
+    return r ? (int64_t)r : 1;
+}
+
+static bool take_int(void *ctx, const mira__dbval *c, size_t n)
+{
+    if (n >= 1 && c[0].type == MIRA__DB_INT)
+        *(int64_t *)ctx = c[0].i;
+    return false;
+}
+
+bool mira_archive_commitment_add(mira_archive *a, const char *transaction_uid,
+                                 const char *requestor, uint64_t instances, uint64_t failures,
+                                 uint16_t event_type, const mira_dataset *event_info,
+                                 int64_t lease, int64_t retry_until, int64_t *id, int64_t *claim,
+                                 mira_error **err)
+{
+    mira_json_options jo;
+    memset(&jo, 0, sizeof jo);
+    char *json = mira_dataset_to_json(event_info, &jo, err);
+    if (!json)
+        return false;
+    mira__db *db = mira__archive_db_acquire(a, err);
+    if (!db) {
+        mira_free(json);
+        return false;
+    }
+    char now[32];
+    mira__now(now);
+    *id = 0;
+    *claim = new_claim();
+    mira__dbval p[10] = {mira__db_text(transaction_uid), mira__db_text(requestor),
+                         mira__db_int((int64_t)instances), mira__db_int((int64_t)failures),
+                         mira__db_text(now), mira__db_int(event_type), mira__db_text(json),
+                         mira__db_int(lease), mira__db_int(retry_until), mira__db_int(*claim)};
+    bool ok = db->ops->begin_write(db, err) &&
+              db->ops->query(db,
+                             "INSERT INTO storage_commitments (transaction_uid, requestor,"
+                             " instances, failures, received_at, event_type, report, retry_at,"
+                             " retry_until, claim) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                             " RETURNING pk",
+                             p, 10, take_int, id, NULL, err);
+    if (ok)
+        ok = mira__db_commit(db, err);
+    else
+        mira__db_rollback(db);
+    mira__archive_db_release(a, db);
+    mira_free(json);
+    return ok;
+}
+
+bool mira_archive_commitment_claim(mira_archive *a, int64_t id, int64_t now, int64_t lease,
+                                   int64_t *claim, bool *taken, mira_error **err)
+{
+    *taken = false;
+    mira__db *db = mira__archive_db_acquire(a, err);
+    if (!db)
+        return false;
+    int64_t token = *claim ? *claim : new_claim(), changes = 0;
+    mira__dbval p[5] = {mira__db_int(token), mira__db_int(lease), mira__db_int(id),
+                        mira__db_int(token), mira__db_int(now)};
+    bool ok = db->ops->begin_write(db, err) &&
+              db->ops->query(db,
+                             "UPDATE storage_commitments SET claim = ?, retry_at = ? WHERE pk = ?"
+                             " AND report IS NOT NULL AND (claim = ? OR retry_at <= ?)",
+                             p, 5, NULL, NULL, &changes, err);
+    if (ok)
+        ok = mira__db_commit(db, err);
+    else
+        mira__db_rollback(db);
+    mira__archive_db_release(a, db);
+    if (ok && changes == 1) {
+        *claim = token;
+        *taken = true;
+    }
+    return ok;
+}
+
+bool mira_archive_commitment_attempted(mira_archive *a, int64_t id, int64_t claim,
+                                       bool delivered, int attempts, int64_t retry_at,
+                                       const char *how, mira_error **err)
+{
+    mira__db *db = mira__archive_db_acquire(a, err);
+    if (!db)
+        return false;
+    char now[32];
+    mira__now(now);
+    bool again = !delivered && retry_at > 0;
+    mira__dbval p[6] = {mira__db_int(attempts), mira__db_opt(how),
+                        again ? mira__db_int(retry_at) : mira__db_text(NULL),
+                        delivered ? mira__db_text(now) : mira__db_text(NULL), mira__db_int(id),
+                        mira__db_int(claim)};
+    /* delivered or given up: the report goes; else it waits for retry_at, unclaimed */
+    const char *sql = again ? "UPDATE storage_commitments SET attempts = ?, reported_how = ?,"
+                              " retry_at = ?, reported_at = ?, claim = NULL"
+                              " WHERE pk = ? AND claim = ?"
+                            : "UPDATE storage_commitments SET attempts = ?, reported_how = ?,"
+                              " retry_at = ?, reported_at = ?, claim = NULL, report = NULL"
+                              " WHERE pk = ? AND claim = ?";
+    bool ok = db->ops->begin_write(db, err) && db->ops->query(db, sql, p, 6, NULL, NULL, NULL, err);
+    if (ok)
+        ok = mira__db_commit(db, err);
+    else
+        mira__db_rollback(db);
+    mira__archive_db_release(a, db);
+    return ok;
+}
+
+typedef struct due_rows {
+    mira_commitment_report *v;
+    char **json;
+    size_t n, max;
+    bool failed;
+} due_rows;
+
+static bool take_due(void *ctx, const mira__dbval *c, size_t n)
+{
+    due_rows *d = ctx;
+    if (n < 9 || d->n >= d->max)
+        return false;
+    mira_commitment_report *r = &d->v[d->n];
+    memset(r, 0, sizeof *r);
+    r->id = c[0].i;
+    snprintf(r->transaction_uid, sizeof r->transaction_uid, "%s", c[1].s ? c[1].s : "");
+    snprintf(r->requestor, sizeof r->requestor, "%s", c[2].s ? c[2].s : "");
+    r->instances = (uint64_t)c[3].i;
+    r->failures = (uint64_t)c[4].i;
+    r->event_type = (uint16_t)c[5].i;
+    r->attempts = (int)c[7].i;
+    r->retry_until = c[8].i;
+    d->json[d->n] = mira_strdup(c[6].s ? c[6].s : "");
+    if (!d->json[d->n]) {
+        d->failed = true;
+        return false;
+    }
+    d->n++;
+    return true;
+}
+
+bool mira_archive_commitments_due(mira_archive *a, int64_t now, size_t max,
+                                  mira_commitment_report_fn fn, void *ctx, int64_t *next,
+                                  mira_error **err)
+{
+    if (next)
+        *next = 0;
+    if (max == 0)
+        return true;
+    due_rows d = {mira_calloc(max, sizeof *d.v), mira_calloc(max, sizeof *d.json), 0, max,
+                  false};
+    if (!d.v || !d.json) {
+        mira_free(d.v);
+        mira_free(d.json);
+        mira_error_set(err, MIRA_ERR_NOMEM, NULL, "the storage commitment reports due");
+        return false;
+    }
+    mira__db *db = mira__archive_db_acquire(a, err);
+    bool ok = db != NULL;
+    mira__dbval p[2] = {mira__db_int(now), mira__db_int((int64_t)max)};
+    ok = ok && mira__db_query(db,
+                              "SELECT pk, transaction_uid, requestor, instances, failures,"
+                              " COALESCE(event_type, 1), report, attempts,"
+                              " COALESCE(retry_until, 0) FROM storage_commitments"
+                              " WHERE report IS NOT NULL AND retry_at <= ?"
+                              " ORDER BY retry_at, pk LIMIT ?",
+                              p, 2, take_due, &d, err);
+    if (ok && d.failed) {
+        mira_error_set(err, MIRA_ERR_NOMEM, NULL, "the storage commitment reports due");
+        ok = false;
+    }
+    int64_t earliest = 0;
+    bool found = false;
+    ok = ok && mira__db_query_int(db,
+                                  "SELECT MIN(retry_at) FROM storage_commitments"
+                                  " WHERE report IS NOT NULL AND retry_at > ?",
+                                  p, 1, &earliest, &found, err);
+    if (db)
+        mira__archive_db_release(a, db);
+    if (ok && next && found)
+        *next = earliest;
+    bool go_on = ok;
+    for (size_t i = 0; i < d.n; i++) {
+        mira_error *je = NULL;
+        d.v[i].event_info = go_on ? mira_dataset_from_json(d.json[i], strlen(d.json[i]), &je)
+                                  : NULL;
+        if (go_on && !d.v[i].event_info) {
+            /* a report that cannot be read cannot be sent: given up, with why */
+            char how[300];
+            snprintf(how, sizeof how, "given up: the report kept cannot be read: %s",
+                     mira_error_get_message(je));
+            int64_t claim = 0;
+            bool taken = false;
+            if (mira_archive_commitment_claim(a, d.v[i].id, now, now, &claim, &taken, NULL) &&
+                taken)
+                mira_archive_commitment_attempted(a, d.v[i].id, claim, false, d.v[i].attempts,
+                                                  0, how, NULL);
+        } else if (go_on) {
+            go_on = fn(ctx, &d.v[i]);
+        }
+        mira_error_free(je);
+        mira_free(d.json[i]);
+    }
+    mira_free(d.v);
+    mira_free(d.json);
     return ok;
 }

@@ -22,7 +22,8 @@ static void usage(FILE *out)
             "\"dimse\" object of the config file ($MIRA_CONFIG, else ./mira.json): {\"port\",\n"
             "\"bind\", \"ae_title\",\n"
             "\"calling_ae_titles\": [...], \"transfer_syntaxes\": [...], \"max_associations\",\n"
-            "\"max_pdu\", \"artim_seconds\", \"idle_seconds\", \"tls\": {\"cert\", \"key\", \"ca\",\n"
+            "\"max_pdu\", \"artim_seconds\", \"idle_seconds\", \"commit_retry\": [S, ...],\n"
+            "\"commit_retry_seconds\", \"tls\": {\"cert\", \"key\", \"ca\",\n"
             "\"verify_peer\", \"port\", \"only\"}, \"accept\": {\"AE\": [\"store\", ...] or\n"
             "{\"permissions\": [...], \"hosts\": [...]}, \"*\": [...]}, \"users\": {\"NAME\":\n"
             "{\"password\": HASH, \"permissions\": [...]}}, \"require_user\"}.\n\n"
@@ -39,6 +40,10 @@ static void usage(FILE *out)
             "  --max-pdu N        largest PDU received (default 262144)\n"
             "  --artim S          seconds to wait for association and release PDUs (default 30)\n"
             "  --idle S           seconds an association may stay silent (default 300)\n"
+            "  --commit-retry LIST  seconds between the attempts to deliver a storage commitment\n"
+            "                     report on new associations, comma-separated, the last one\n"
+            "                     repeating (default 5,30,120,600)\n"
+            "  --commit-retry-for S  how long after the request (default 86400)\n"
             "  --no-archive       Verification only\n" MIRA_CLI_SECURITY_HELP
             MIRA_CLI_PEERS_HELP "  --quiet            log warnings and errors only\n"
             "Prints \"listening on ADDRESS:PORT\" on stdout once it accepts connections; logs each\n"
@@ -79,6 +84,31 @@ static bool parse_int(const char *s, long lo, long hi, long *out)
         return false;
     *out = v;
     return true;
+}
+
+/* Retry delays of storage commitment reports: up to 32 seconds values. */
+typedef struct delays {
+    int v[32];
+    size_t n;
+} delays;
+
+/* "5,30,120" into d; false if it is not such a list (each 1 to 604800). */
+static bool parse_delays(const char *csv, delays *d)
+{
+    d->n = 0;
+    const char *p = csv;
+    for (;;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > 7 * 86400 || d->n >= 32)
+            return false;
+        d->v[d->n++] = (int)v;
+        if (!*end)
+            return true;
+        if (*end != ',')
+            return false;
+        p = end + 1;
+    }
 }
 
 /* Up to 64 strings (AE titles, transfer syntaxes). */
@@ -128,7 +158,7 @@ static bool add_ts_list(list *l, const char *csv)
 
 /* The "dimse" object of the config file into opt (strings copied into the lists). */
 static bool from_config(mira_dimse_server_options *o, list *calling, list *ts, list *strs,
-                        int *port)
+                        int *port, delays *retry)
 {
     const char *path = NULL;
     mira_json *root = mira_cli_load_config(&path);
@@ -136,8 +166,9 @@ static bool from_config(mira_dimse_server_options *o, list *calling, list *ts, l
     bool ok = true;
     if (d && mira_json_get_type(d) == MIRA_JSON_OBJECT) {
         static const char *const ints[] = {"port", "max_associations", "max_pdu",
-                                           "artim_seconds", "idle_seconds"};
-        for (size_t i = 0; i < 5; i++) {
+                                           "artim_seconds", "idle_seconds",
+                                           "commit_retry_seconds"};
+        for (size_t i = 0; i < 6; i++) {
             mira_json *v = mira_json_get(d, ints[i]);
             if (!v)
                 continue;
@@ -155,10 +186,35 @@ static bool from_config(mira_dimse_server_options *o, list *calling, list *ts, l
                 o->max_pdu = (uint32_t)n;
             else if (i == 3)
                 o->artim_seconds = (int)n;
-            else
+            else if (i == 4)
                 o->idle_seconds = (int)n;
+            else if (n < 1 || n > 365 * 86400) {
+                fprintf(stderr, "mira serve: %s: dimse.commit_retry_seconds is not 1 to %d\n",
+                        path, 365 * 86400);
+                ok = false;
+            } else
+                o->commit_retry_seconds = (int)n;
         }
         mira_json *v;
+        if ((v = mira_json_get(d, "commit_retry"))) {
+            bool good = mira_json_get_type(v) == MIRA_JSON_ARRAY && mira_json_count(v) > 0 &&
+                        mira_json_count(v) <= 32;
+            retry->n = 0;
+            for (size_t i = 0; good && i < mira_json_count(v); i++) {
+                mira_json *x = mira_json_at(v, i);
+                double n = mira_json_get_type(x) == MIRA_JSON_NUMBER ? mira_json_get_number(x) : 0;
+                good = n >= 1 && n <= 7 * 86400 && n == (int)n;
+                if (good)
+                    retry->v[retry->n++] = (int)n;
+            }
+            if (!good) {
+                fprintf(stderr, "mira serve: %s: dimse.commit_retry is not a list of 1 to 32 "
+                                "delays in seconds (1 to 604800)\n",
+                        path);
+                retry->n = 0;
+                ok = false;
+            }
+        }
         if ((v = mira_json_get(d, "ae_title")) && mira_json_get_type(v) == MIRA_JSON_STRING &&
             list_add(strs, mira_json_get_string(v, NULL), true))
             o->ae_title = strs->v[strs->n - 1];
@@ -189,12 +245,13 @@ int mira_cli_serve(int argc, char **argv)
     mira_dimse_server_options_init(&o);
     mira_archive_cli ao = {NULL, NULL, -1, NULL};
     list calling = {0}, ts = {0}, strs = {0}, cli_calling = {0}, cli_ts = {0};
+    delays retry = {{0}, 0};
     int port = 11112;
     static mira_cli_peers peers; /* large: not on the stack */
     bool no_archive = false;
     int rc = MIRA_EXIT_USAGE;
     mira_cli_security sec = {.tls_port = -1};
-    if (!from_config(&o, &calling, &ts, &strs, &port) || !mira_cli_security_load(&sec))
+    if (!from_config(&o, &calling, &ts, &strs, &port, &retry) || !mira_cli_security_load(&sec))
         goto done;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -263,6 +320,17 @@ int mira_cli_serve(int argc, char **argv)
         } else if (strcmp(a, "--idle") == 0 && parse_int(argv[i + 1], 1, 86400, &v)) {
             o.idle_seconds = (int)v;
             i++;
+        } else if (strcmp(a, "--commit-retry") == 0) {
+            if (!parse_delays(argv[++i], &retry)) {
+                fprintf(stderr, "mira serve: --commit-retry takes seconds (1 to 604800), "
+                                "comma-separated, e.g. 5,30,120,600: %s\n",
+                        argv[i]);
+                goto done;
+            }
+        } else if (strcmp(a, "--commit-retry-for") == 0 &&
+                   parse_int(argv[i + 1], 1, 365 * 86400, &v)) {
+            o.commit_retry_seconds = (int)v;
+            i++;
         } else {
             fprintf(stderr, "mira serve: unknown option or bad value: %s %s\n", a, argv[i + 1]);
             goto done;
@@ -279,6 +347,10 @@ int mira_cli_serve(int argc, char **argv)
         o.ntransfer_syntaxes = tl->n;
     }
     o.port = port;
+    if (retry.n) {
+        o.commit_retry_delays = retry.v;
+        o.ncommit_retry_delays = retry.n;
+    }
     if (!mira_cli_peers_finish(&peers, &o))
         goto done;
     o.log = log_line;

@@ -414,10 +414,16 @@ mira__poll mira__dimse_poll_cancel(mira__association *as, uint16_t message_id, c
     mira_dataset *c = NULL;
     if (mira__dimse_recv_command(as, &pctx, &c, as->artim_ms, NULL) != MIRA__RECV_COMMAND)
         return MIRA__POLL_ENDED;
-    uint16_t field = 0, id = 0;
+    uint16_t field = 0, id = 0, dstype = MIRA__NO_DATA_SET;
     mira__cmd_get_u16(c, MIRA__TAG_COMMAND_FIELD, &field);
     mira__cmd_get_u16(c, MIRA__TAG_RESPONDED_TO, &id);
+    mira__cmd_get_u16(c, MIRA__TAG_DATA_SET_TYPE, &dstype);
+    bool report = mira__dimse_take_report_rsp(as, c);
     mira_dataset_free(c);
+    if (report)
+        return dstype == MIRA__NO_DATA_SET || mira__dimse_recv_data(as, pctx, NULL, NULL, NULL)
+                   ? MIRA__POLL_NONE
+                   : MIRA__POLL_ENDED;
     if (field == MIRA__C_CANCEL_RQ)
         return id == message_id ? MIRA__POLL_CANCELLED : MIRA__POLL_NONE;
     char why[160];
@@ -425,6 +431,20 @@ mira__poll mira__dimse_poll_cancel(mira__association *as, uint16_t message_id, c
              what);
     mira__assoc_abort(as, MIRA__ABORT_PROVIDER, MIRA__ABORT_UNEXPECTED_PDU, why);
     return MIRA__POLL_ENDED;
+}
+
+bool mira__dimse_take_report_rsp(mira__association *as, const mira_dataset *cmd)
+{
+    uint16_t field = 0, id = 0;
+    if (!as->report_outstanding || as->report_answered ||
+        !mira__cmd_get_u16(cmd, MIRA__TAG_COMMAND_FIELD, &field) ||
+        field != MIRA__N_EVENT_REPORT_RSP ||
+        !mira__cmd_get_u16(cmd, MIRA__TAG_RESPONDED_TO, &id) || id != as->report_id)
+        return false;
+    as->report_status = 0xFFFF; /* no status: not a success */
+    mira__cmd_get_u16(cmd, MIRA__TAG_STATUS, &as->report_status);
+    as->report_answered = true;
+    return true;
 }
 
 /* ------------------------------------------------------------------ command sets */

@@ -77,6 +77,15 @@ typedef struct mira__association {
     mira__end end;
     char end_detail[256];
     uint64_t messages; /* DIMSE requests handled or sent */
+    /* SCP: the Storage Commitment reports of this association (commitment.c). The one sent
+     * whose N-EVENT-REPORT-RSP has not come yet (its Message ID, and the response's status once
+     * it came: a service waiting for messages of its own meanwhile hands that response over
+     * with mira__dimse_take_report_rsp), and those waiting to be sent after it. */
+    bool report_outstanding, report_answered;
+    uint16_t report_id, report_status;
+    uint16_t report_ids; /* Message IDs given to our reports so far */
+    bool reporting;      /* commitment.c is sending the queue (requests are served meanwhile) */
+    struct mira__queued_report *reports;
 } mira__association;
 
 /* The accepted transfer syntax of a presentation context, or NULL. */
@@ -132,10 +141,17 @@ typedef enum mira__poll {
 } mira__poll;
 
 /* Between the responses of an operation (one outstanding operation was granted): if a command
- * has arrived, it must be a C-CANCEL-RQ. One for message_id cancels the operation, one for
- * another message is ignored (it is over); any other request aborts the association (what
- * names the operation in progress, for the log). */
+ * has arrived, it must be a C-CANCEL-RQ (or the response to a report of ours outstanding, see
+ * mira__dimse_take_report_rsp, which is taken). A C-CANCEL-RQ for message_id cancels the
+ * operation, one for another message is ignored (it is over); any other request aborts the
+ * association (what names the operation in progress, for the log). */
 mira__poll mira__dimse_poll_cancel(mira__association *as, uint16_t message_id, const char *what);
+
+/* If cmd is the N-EVENT-REPORT-RSP to the report of ours outstanding on as (see
+ * report_outstanding), note its status there and return true; its data set, if any, is the
+ * caller's to receive. Any number of operations may be in progress when it comes: PS3.7's
+ * default window lets each side have one it invoked. */
+bool mira__dimse_take_report_rsp(mira__association *as, const mira_dataset *cmd);
 
 /* Command set helpers. */
 bool mira__cmd_get_u16(const mira_dataset *cmd, mira_tag tag, uint16_t *out);

@@ -22,9 +22,24 @@ bool mira__serve_worklist_find(mira_dimse_server *s, mira__association *as, uint
 /* MPPS N-CREATE and N-SET. */
 bool mira__serve_mpps(mira_dimse_server *s, mira__association *as, uint64_t assoc_id,
                       uint8_t pctx, const mira_dataset *cmd, uint16_t field, bool has_data);
-/* Storage Commitment N-ACTION, then its N-EVENT-REPORT. */
+/* Storage Commitment N-ACTION, then its N-EVENT-REPORT (sent at once, or, when another
+ * report of ours is outstanding on the association, after it). */
 bool mira__serve_commitment(mira_dimse_server *s, mira__association *as, uint64_t assoc_id,
                             uint8_t pctx, const mira_dataset *cmd, bool has_data);
+
+/* The retry of Storage Commitment reports not delivered (commitment.c): one thread of the
+ * server's, started by mira_dimse_server_run and ended by its stop flag. */
+typedef struct mira__report_retry mira__report_retry;
+/* Its settings from o (the delays copied); NULL with err on a bad setting or out of memory. */
+mira__report_retry *mira__report_retry_new(mira_dimse_server *s,
+                                           const mira_dimse_server_options *o, mira_error **err);
+bool mira__report_retry_start(mira__report_retry *r, mira_error **err);
+/* Wait for the thread to end, once the server's stop flag is set (NULL: a no-op). */
+void mira__report_retry_join(mira__report_retry *r);
+void mira__report_retry_free(mira__report_retry *r);
+/* The server's (NULL without an archive), and the flag mira_dimse_server_stop sets. */
+mira__report_retry *mira__server_report_retry(const mira_dimse_server *s);
+const atomic_bool *mira__server_stop_flag(const mira_dimse_server *s);
 
 /* ------------------------------------------------------------------ shared (nservice.c) */
 

@@ -378,7 +378,9 @@ bool mira__send_store(mira__association *as, uint8_t pctx, const mira__send_item
         mira__cmd_get_u16(rsp, MIRA__TAG_RESPONDED_TO, &id);
         mira__cmd_get_u16(rsp, MIRA__TAG_DATA_SET_TYPE, &dstype);
         bool mine = field == MIRA__C_STORE_RSP && id == message_id;
-        bool go_on = mine || (other && other(other_ctx, rp, rsp));
+        /* serving a C-GET: the requestor may answer a storage commitment report meanwhile */
+        bool go_on = mine || mira__dimse_take_report_rsp(as, rsp) ||
+                     (other && other(other_ctx, rp, rsp));
         if (mine && !mira__cmd_get_u16(rsp, MIRA__TAG_STATUS, &out->status))
             go_on = false;
         if (mine && go_on) {

@@ -34,6 +34,7 @@ struct mira_dimse_server {
     mira__tls *tls;       /* NULL: no TLS listener */
     int tls_fd, tls_port;
     bool tls_verify; /* clients' certificates are verified */
+    mira__report_retry *retry; /* storage commitment reports not delivered (NULL: no archive) */
 };
 
 /* A rejecting thread may run beyond the maximum, but only this many more. */
@@ -64,6 +65,7 @@ void mira_dimse_server_options_init(mira_dimse_server_options *opt)
     opt->max_pdu = 262144;
     opt->artim_seconds = 30;
     opt->idle_seconds = 300;
+    opt->commit_retry_seconds = 86400;
 }
 
 /* The default: every syntax mira knows (uncompressed and encapsulated ones), chosen in the
@@ -145,10 +147,13 @@ mira_dimse_server *mira_dimse_server_new(const mira_dimse_server_options *opt, m
         s->opt.artim_seconds = 30;
     if (s->opt.idle_seconds <= 0)
         s->opt.idle_seconds = 300;
-    if (opt->archive && !mira__store_init(&s->store, opt->archive, err)) {
+    if (opt->archive && (!mira__store_init(&s->store, opt->archive, err) ||
+                         !(s->retry = mira__report_retry_new(s, opt, err)))) {
         mira_dimse_server_free(s);
         return NULL;
     }
+    s->opt.commit_retry_delays = NULL; /* the retry has its copy */
+    s->opt.ncommit_retry_delays = 0;
     mira_error *e = NULL;
     s->access = mira__access_new(opt, &e);
     if ((!s->access && e) || (opt->tls && !(s->tls = mira__tls_new(opt->tls, true, &e)))) {
@@ -185,6 +190,16 @@ const mira_dimse_server_options *mira__server_options(const mira_dimse_server *s
     return &s->opt;
 }
 
+mira__report_retry *mira__server_report_retry(const mira_dimse_server *s)
+{
+    return s->retry;
+}
+
+const atomic_bool *mira__server_stop_flag(const mira_dimse_server *s)
+{
+    return &s->stop;
+}
+
 int mira_dimse_server_port(const mira_dimse_server *s)
 {
     return s->port;
@@ -210,6 +225,7 @@ void mira_dimse_server_free(mira_dimse_server *s)
         close(s->tls_fd);
     mira__tls_free(s->tls);
     mira__access_free(s->access);
+    mira__report_retry_free(s->retry);
     mira__store_cleanup(&s->store);
     mira_free(s->bind);
     mira_free(s->ae_title);
@@ -448,6 +464,39 @@ static const char *end_name(mira__end e)
     }
 }
 
+bool mira__serve_request(mira_dimse_server *s, mira__association *as, uint64_t id, uint8_t pctx,
+                         const mira_dataset *cmd)
+{
+    uint16_t field = 0, dstype = MIRA__NO_DATA_SET;
+    mira__cmd_get_u16(cmd, MIRA__TAG_COMMAND_FIELD, &field);
+    mira__cmd_get_u16(cmd, MIRA__TAG_DATA_SET_TYPE, &dstype);
+    bool data = dstype != MIRA__NO_DATA_SET;
+    as->messages++;
+    switch (field) {
+    case MIRA__C_ECHO_RQ:
+        return mira__serve_echo(s, as, pctx, cmd, data);
+    case MIRA__C_STORE_RQ:
+        return mira__serve_store(s, &s->store, as, id, pctx, cmd, data);
+    case MIRA__C_FIND_RQ: /* the worklist model has its own SCP (procedure.h) */
+        return mira__assoc_context_sop(as, pctx) &&
+                       mira__is_procedure_sop_class(mira__assoc_context_sop(as, pctx))
+                   ? mira__serve_worklist_find(s, as, id, pctx, cmd, data)
+                   : mira__serve_find(s, &s->store, as, id, pctx, cmd, data);
+    case MIRA__N_CREATE_RQ:
+    case MIRA__N_SET_RQ:
+        return mira__serve_mpps(s, as, id, pctx, cmd, field, data);
+    case MIRA__N_ACTION_RQ:
+        return mira__serve_commitment(s, as, id, pctx, cmd, data);
+    case MIRA__C_MOVE_RQ:
+    case MIRA__C_GET_RQ:
+        return mira__serve_retrieve(s, &s->opt, s->opt.archive, as, id, pctx, cmd, field, data);
+    case MIRA__C_CANCEL_RQ: /* nothing of ours is pending: ignored, as PS3.7 allows */
+        return true;
+    default:
+        return mira__serve_unsupported(s, as, pctx, cmd, field, data);
+    }
+}
+
 static void serve(mira_dimse_server *s, mira__association *as, uint64_t id)
 {
     for (;;) {
@@ -458,44 +507,7 @@ static void serve(mira_dimse_server *s, mira__association *as, uint64_t id)
         mira_error_free(err);
         if (r != MIRA__RECV_COMMAND)
             return;
-        uint16_t field = 0, dstype = MIRA__NO_DATA_SET;
-        mira__cmd_get_u16(cmd, MIRA__TAG_COMMAND_FIELD, &field);
-        mira__cmd_get_u16(cmd, MIRA__TAG_DATA_SET_TYPE, &dstype);
-        as->messages++;
-        bool ok;
-        switch (field) {
-        case MIRA__C_ECHO_RQ:
-            ok = mira__serve_echo(s, as, pctx, cmd, dstype != MIRA__NO_DATA_SET);
-            break;
-        case MIRA__C_STORE_RQ:
-            ok = mira__serve_store(s, &s->store, as, id, pctx, cmd, dstype != MIRA__NO_DATA_SET);
-            break;
-        case MIRA__C_FIND_RQ: /* the worklist model has its own SCP (procedure.h) */
-            ok = mira__assoc_context_sop(as, pctx) &&
-                         mira__is_procedure_sop_class(mira__assoc_context_sop(as, pctx))
-                     ? mira__serve_worklist_find(s, as, id, pctx, cmd, dstype != MIRA__NO_DATA_SET)
-                     : mira__serve_find(s, &s->store, as, id, pctx, cmd,
-                                        dstype != MIRA__NO_DATA_SET);
-            break;
-        case MIRA__N_CREATE_RQ:
-        case MIRA__N_SET_RQ:
-            ok = mira__serve_mpps(s, as, id, pctx, cmd, field, dstype != MIRA__NO_DATA_SET);
-            break;
-        case MIRA__N_ACTION_RQ:
-            ok = mira__serve_commitment(s, as, id, pctx, cmd, dstype != MIRA__NO_DATA_SET);
-            break;
-        case MIRA__C_MOVE_RQ:
-        case MIRA__C_GET_RQ:
-            ok = mira__serve_retrieve(s, &s->opt, s->opt.archive, as, id, pctx, cmd, field,
-                                      dstype != MIRA__NO_DATA_SET);
-            break;
-        case MIRA__C_CANCEL_RQ: /* nothing of ours is pending: ignored, as PS3.7 allows */
-            ok = true;
-            break;
-        default:
-            ok = mira__serve_unsupported(s, as, pctx, cmd, field, dstype != MIRA__NO_DATA_SET);
-            break;
-        }
+        bool ok = mira__serve_request(s, as, id, pctx, cmd);
         mira_dataset_free(cmd);
         if (!ok)
             return;
@@ -588,6 +600,8 @@ bool mira_dimse_server_run(mira_dimse_server *s, mira_error **err)
         mira__log(s, MIRA_LOG_INFO, "listening with TLS on %s:%d as AE \"%s\"%s",
                   s->bind && *s->bind ? s->bind : "*", s->tls_port, s->ae_title,
                   s->tls_verify ? ", client certificates verified" : "");
+    if (s->retry && !mira__report_retry_start(s->retry, err))
+        return false;
     int fds[2];
     size_t nfds = 0;
     if (s->fd >= 0)
@@ -651,7 +665,7 @@ bool mira_dimse_server_run(mira_dimse_server *s, mira_error **err)
     while (s->active > 0)
         pthread_cond_wait(&s->idle, &s->lock);
     pthread_mutex_unlock(&s->lock);
+    mira__report_retry_join(s->retry); /* it sees the stop flag too: an attempt is cut short */
     mira__log(s, MIRA_LOG_INFO, "stopped");
-    (void)err;
     return true;
 }

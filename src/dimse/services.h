@@ -31,6 +31,13 @@ bool mira__serve_find(mira_dimse_server *s, mira__store_ctx *st, mira__associati
 bool mira__serve_unsupported(mira_dimse_server *s, mira__association *as, uint8_t pctx,
                              const mira_dataset *cmd, uint16_t field, bool has_data);
 
+/* Serve one request that arrived on as (its command set cmd, on context pctx; its data set,
+ * if any, not received yet): the dispatch of the server's loop, also used by a service that
+ * waits for a response of its own meanwhile (commitment.c). A response that is not awaited
+ * aborts the association. False when the association ended. */
+bool mira__serve_request(mira_dimse_server *s, mira__association *as, uint64_t assoc_id,
+                         uint8_t pctx, const mira_dataset *cmd);
+
 /* Our AE title (borrowed). */
 const char *mira__server_ae_title(const mira_dimse_server *s);
 

@@ -36,7 +36,8 @@ bool mira__tcp_accept(int listen_fd, int timeout_ms, mira__conn *out, mira_error
  * accepted. */
 bool mira__tcp_accept_any(const int *fds, size_t nfds, int timeout_ms, size_t *which,
                           mira__conn *out, mira_error **err);
-/* Connect to host:port within timeout_ms. */
+/* Connect to host:port within timeout_ms. out->stop, as the caller set it (out initialised,
+ * stop NULL or not), cuts the wait and is kept in the connection. */
 bool mira__tcp_connect(const char *host, int port, int timeout_ms, mira__conn *out,
                        mira_error **err);
 

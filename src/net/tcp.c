@@ -156,6 +156,8 @@ bool mira__tcp_connect(const char *host, int port, int timeout_ms, mira__conn *o
         return false;
     }
     int saved = ECONNREFUSED, fd = -1;
+    const atomic_bool *stop = out->stop;
+    int64_t deadline = timeout_ms < 0 ? -1 : mira__now_ms() + timeout_ms;
     for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
         fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
         if (fd < 0) {
@@ -169,18 +171,23 @@ bool mira__tcp_connect(const char *host, int port, int timeout_ms, mira__conn *o
             fd = -1;
             continue;
         }
-        struct pollfd p = {fd, POLLOUT, 0};
-        int soerr = 0;
+        /* in slices, so that a stop request is seen soon */
+        mira__conn wait = {.fd = fd, .stop = stop};
+        mira__io w = mira__conn_wait(&wait, POLLOUT, deadline);
+        int soerr = w == MIRA__IO_ERROR ? errno : 0;
         socklen_t el = sizeof soerr;
-        if (poll(&p, 1, timeout_ms) != 1 ||
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &el) != 0 || soerr != 0) {
-            saved = soerr ? soerr : ETIMEDOUT;
+        if (w != MIRA__IO_OK || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &el) != 0 ||
+            soerr != 0) {
+            saved = soerr ? soerr : w == MIRA__IO_STOPPED ? ECANCELED : ETIMEDOUT;
             close(fd);
             fd = -1;
+            if (w == MIRA__IO_STOPPED)
+                break;
             continue;
         }
         memset(out, 0, sizeof *out);
         out->fd = fd;
+        out->stop = stop;
         describe(ai->ai_addr, out->peer, sizeof out->peer);
     }
     freeaddrinfo(res);

@@ -2,7 +2,11 @@
 instances the test stored; the N-EVENT-REPORT lists the instances held and the others with
 their failure reasons (0x0112 no such instance, 0x0119 another SOP class), on the requestor's
 association when it answers the report, else on a new association to its AE as configured
-(--peer). On both index backends."""
+(--peer), retried (--commit-retry) until that AE listens, across a restart of mira serve.
+Requests the requestor sends while a report is outstanding are served (PS3.7's default
+window). On both index backends."""
+import socket
+import sqlite3
 import threading
 import time
 
@@ -40,12 +44,12 @@ def instance(path):
 class Receiver:
     """A pynetdicom AE taking N-EVENT-REPORTs as the SCU of Storage Commitment."""
 
-    def __init__(self):
+    def __init__(self, port=None):
         from pynetdicom import AE, evt
         self.reports = []
         self.ae = AE(ae_title="PYSCU")
         self.ae.add_supported_context(COMMIT, scu_role=True, scp_role=True)
-        self.port = free_port()
+        self.port = port or free_port()
         self.server = self.ae.start_server(("127.0.0.1", self.port), block=False,
                                            evt_handlers=[(evt.EVT_N_EVENT_REPORT, self.take)])
 
@@ -169,14 +173,164 @@ def test_all_held_and_refusals(served):
     assert wait_for(lambda: got)
     assert [x.ReferencedSOPInstanceUID for x in got[0].ReferencedSOPSequence] == [stored[0]]
     assert "FailedSOPSequence" not in got[0]
-    # pynetdicom sends its N-EVENT-REPORT-RSP after this handler has returned: let it go out
-    # before the next request. (Known defect of mira serve, in the closing note of stop 14: a
-    # request arriving while it waits for that response aborts the association, though PS3.7
-    # lets each side have one operation outstanding.)
-    time.sleep(0.5)
+    # pynetdicom sends its N-EVENT-REPORT-RSP after this handler has returned: the next
+    # request may reach mira before it (see test_requests_while_a_report_is_outstanding)
     # another action type, another instance than the well-known one, no Transaction UID
     assert assoc.send_n_action(req, 2, COMMIT, COMMIT_INSTANCE)[0].Status == 0x0123
     assert assoc.send_n_action(req, 1, COMMIT, generate_uid())[0].Status == 0x0112
     del req.TransactionUID
     assert assoc.send_n_action(req, 1, COMMIT, COMMIT_INSTANCE)[0].Status == 0x0120
     assoc.release()
+
+
+def test_requests_while_a_report_is_outstanding(served):
+    """PS3.7's default asynchronous operations window lets each side have one operation it
+    invoked outstanding: while mira waits for the N-EVENT-REPORT-RSP of the first report, the
+    requestor sends a second N-ACTION (answered at once; its report follows once the first is
+    answered), and while the second report waits, a C-ECHO. Each report holds its answer
+    until the requestor's own request has been answered, so the overlap is certain."""
+    from pynetdicom import AE, evt
+    srv, stored, rcv = served
+    before = len(rcv.reports)
+    got, rsp_sent = [], []
+    second_answered, echo_answered = threading.Event(), threading.Event()
+
+    def take(event):
+        got.append(event.event_information)
+        (second_answered if len(got) == 1 else echo_answered).wait(10)
+        return 0x0000, None
+
+    def sent(event):
+        if type(event.message).__name__ == "N_EVENT_REPORT_RSP":
+            rsp_sent.append(event.message)
+
+    ae = AE(ae_title="PYSCU")
+    ae.add_requested_context(COMMIT)
+    ae.add_requested_context("1.2.840.10008.1.1")
+    assoc = ae.associate("127.0.0.1", srv.port, ae_title="MIRA",
+                         evt_handlers=[(evt.EVT_N_EVENT_REPORT, take),
+                                       (evt.EVT_DIMSE_SENT, sent)])
+    assert assoc.is_established
+    try:
+        first, second = request(stored), request(stored)
+        assert assoc.send_n_action(first, 1, COMMIT, COMMIT_INSTANCE)[0].Status == 0x0000
+        assert wait_for(lambda: got)  # the first report is outstanding
+        status, _ = assoc.send_n_action(second, 1, COMMIT, COMMIT_INSTANCE)
+        assert status.get("Status") == 0x0000, "the N-ACTION sent while a report waited failed"
+        assert len(got) == 1  # the second report waits for the first one's answer
+        second_answered.set()
+        assert wait_for(lambda: len(got) == 2)  # the second report is outstanding
+        status = assoc.send_c_echo()
+        assert status.get("Status") == 0x0000, "the C-ECHO sent while a report waited failed"
+        echo_answered.set()
+        assert wait_for(lambda: len(rsp_sent) == 2)
+        assoc.release()
+        assert assoc.is_released and not assoc.is_aborted
+    finally:
+        second_answered.set()
+        echo_answered.set()
+        if assoc.is_established:
+            assoc.abort()
+    assert [x.TransactionUID for x in got] == [first.TransactionUID, second.TransactionUID]
+    check_report(2, got[0], first, stored)
+    check_report(2, got[1], second, stored)
+    time.sleep(0.2)
+    assert len(rcv.reports) == before  # both delivered on the association, not again
+
+
+@pytest.fixture(params=BACKENDS)
+def lone(request, tmp_path):
+    """An archive of its own holding two instances, for a mira serve of the test's own."""
+    args = ["--archive", str(tmp_path / "archive")]
+    if request.param == "postgresql":
+        args += ["--index", new_postgres_database()]
+    stored = [instance(tmp_path / f"{i}.dcm") for i in range(2)]
+    run_mira("import", *args, "--no-progress", str(tmp_path / "0.dcm"), str(tmp_path / "1.dcm"))
+    pynetdicom_quiet()
+    return tmp_path, args, stored, request.param
+
+
+def commit_and_leave(port, stored, ae_title="LATE"):
+    """An N-ACTION from an SCU that releases its association as soon as it is answered."""
+    from pynetdicom import AE
+    ae = AE(ae_title=ae_title)
+    ae.add_requested_context(COMMIT)
+    assoc = ae.associate("127.0.0.1", port, ae_title="MIRA")
+    assert assoc.is_established
+    req = request(stored)
+    assert assoc.send_n_action(req, 1, COMMIT, COMMIT_INSTANCE)[0].Status == 0x0000
+    assoc.release()
+    return req
+
+
+def commitment_row(folder, backend, req):
+    if backend != "sqlite":
+        return None
+    db = sqlite3.connect(folder / "archive" / "index.db")
+    try:
+        return db.execute("SELECT report IS NULL, reported_at IS NOT NULL, attempts, reported_how"
+                          " FROM storage_commitments WHERE transaction_uid = ?",
+                          (req.TransactionUID,)).fetchone()
+    finally:
+        db.close()
+
+
+def test_report_retried_until_the_peer_listens(lone):
+    """The requestor leaves at once and its AE does not listen yet: the report is tried again
+    on new associations, each attempt logged, and arrives once the AE listens."""
+    folder, args, stored, backend = lone
+    port = free_port()
+    with MiraServer(folder / "archive", "--peer", f"LATE=127.0.0.1:{port}", "--commit-retry",
+                    "1", archive_args=args) as srv:
+        req = commit_and_leave(srv.port, stored)
+        assert wait_for(lambda: srv.log_text().count("report attempt") >= 2, 10), srv.log_text()
+        rcv = Receiver(port)
+        try:
+            assert wait_for(lambda: rcv.reports, 10), srv.log_text()
+        finally:
+            rcv.close()
+        check_report(*rcv.reports[0], req, stored)
+        assert len(rcv.reports) == 1
+        log = srv.stop()
+    assert "next attempt in 1s" in log
+    assert f"storage commitment {req.TransactionUID} of LATE: report delivered, attempt" in log
+    row = commitment_row(folder, backend, req)
+    if row:
+        assert row[:2] == (1, 1) and row[2] >= 2, row
+
+
+def test_report_retried_after_a_restart(lone):
+    """mira serve stops while an attempt waits on a peer that never answers (a clean shutdown
+    does not wait for it); the next mira serve on the archive delivers the report."""
+    folder, args, stored, backend = lone
+    silent = socket.socket()
+    silent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    silent.settimeout(10)
+    port = silent.getsockname()[1]
+    peer = ["--peer", f"LATE=127.0.0.1:{port}", "--commit-retry", "1"]
+    try:
+        with MiraServer(folder / "archive", *peer, archive_args=args) as srv:
+            req = commit_and_leave(srv.port, stored)
+            conn, _ = silent.accept()  # an attempt, waiting for an A-ASSOCIATE-AC
+            started = time.monotonic()
+            log = srv.stop()
+            assert time.monotonic() - started < 5, log
+            conn.close()
+    finally:
+        silent.close()
+    assert "report attempt 1" in log
+    row = commitment_row(folder, backend, req)
+    if row:
+        assert row[:2] == (0, 0), row  # still to deliver
+    rcv = Receiver(port)
+    try:
+        with MiraServer(folder / "archive", *peer, archive_args=args) as srv:
+            assert wait_for(lambda: rcv.reports, 10), srv.log_text()
+            log = srv.stop()
+    finally:
+        rcv.close()
+    check_report(*rcv.reports[0], req, stored)
+    assert len(rcv.reports) == 1
+    assert "report delivered, attempt 2" in log
