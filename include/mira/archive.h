@@ -118,6 +118,11 @@ typedef struct mira_find_options {
     /* Person names match case-insensitively (ASCII letters); PS3.4 C.2.2.2.1 leaves it to
      * the SCP. -1: the config's (default: case-insensitive); 0: exact; 1: insensitive. */
     int names_case_insensitive;
+    /* Combined date-time matching (PS3.4 C.2.2.2.5.4, negotiated by a C-FIND SCU): a date key
+     * and its time key (Study Date and Study Time, Series Date and Series Time, Acquisition,
+     * Content, Performed Procedure Step Start, Patient's Birth) that are ranges of the same
+     * form match as one date-time range. Default false: each matches on its own. */
+    bool combined_datetime;
 } mira_find_options;
 
 MIRA_API void mira_find_options_init(mira_find_options *opt);

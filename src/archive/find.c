@@ -18,6 +18,11 @@
  *  - list of UID: IN (...);
  *  - range (DA, TM: "a-b", "-b", "a-"): >= and <=, an open end left out; a time bound with
  *    fewer components covers all of them (an upper 1230 is 12:30:59.999999);
+ *  - combined date-time (C.2.2.2.5.4, when opt->combined_datetime): a date and its time
+ *    (Study Date and Study Time...) that are ranges of the same form are one DT range, on the
+ *    date followed by the normalised time ("20200101-20200102" with "2200-0200" is 2020-01-01
+ *    22:00 to 2020-01-02 02:00:59.999999); an entity with the date but no time does not
+ *    match, as it does not match a time range alone. Other pairs match independently;
  *  - empty value (a key of two QUOTATION MARKs, C.2.2.2.7 "Empty Value Matching"): IS NULL
  *    (= '' for Patient ID and its issuer, whose columns keep '' for absent);
  *  - sequence (Procedure Code, Request Attributes): EXISTS on the child table with every item
@@ -50,6 +55,8 @@ typedef struct query {
     size_t nparams, nowned;
     bool full;
     size_t clause_start; /* where the WHERE being written starts (inside the patient subquery) */
+    const mira_dataset *ident; /* the identifier, for the partner of a date or time key */
+    bool combined_dt;          /* combined date-time matching */
 } query;
 
 static const char *keep(query *q, char *s)
@@ -596,9 +603,91 @@ static bool take_match(void *ctx, const mira__dbval *cols, size_t ncols)
 
 /* ------------------------------------------------------------------ the search */
 
+/* The date and time attributes matched as one DT when combined date-time matching is on. */
+static const mira_tag datetime_pairs[][2] = {
+    {0x00080020, 0x00080030}, /* Study Date, Study Time */
+    {0x00080021, 0x00080031}, /* Series Date, Series Time */
+    {0x00080022, 0x00080032}, /* Acquisition Date, Acquisition Time */
+    {0x00080023, 0x00080033}, /* Content Date, Content Time */
+    {0x00400244, 0x00400245}, /* Performed Procedure Step Start Date, Start Time */
+    {0x00100030, 0x00100032}, /* Patient's Birth Date, Patient's Birth Time */
+};
+
+/* The form of a range key value: 0 not a range (or several values), 1 "a-b", 2 "-b", 3 "a-";
+ * lo and hi receive its ends. */
+static int range_form(const char *v, char lo[32], char hi[32])
+{
+    const char *dash = strchr(v, '-');
+    if (!dash || strchr(dash + 1, '-') || strchr(v, '\\') || dash - v > 31 || strlen(dash) > 32)
+        return 0;
+    snprintf(lo, 32, "%.*s", (int)(dash - v), v);
+    snprintf(hi, 32, "%s", dash + 1);
+    return *lo && *hi ? 1 : *hi ? 2 : *lo ? 3 : 0;
+}
+
+/* The combined date-time condition of the pair whose date or time key k (value v) is, when
+ * the pair qualifies (both ranges of one form, both valid): true when written (for the date)
+ * or left to the date (for the time); false when the key is matched on its own. */
+static bool datetime_condition(query *q, const mira__key *k, const char *v)
+{
+    if (!q->combined_dt || (k->kind != MIRA__KEY_DATE && k->kind != MIRA__KEY_TIME))
+        return false;
+    size_t pair = 0;
+    int side = k->kind == MIRA__KEY_DATE ? 0 : 1;
+    while (pair < sizeof datetime_pairs / sizeof *datetime_pairs &&
+           datetime_pairs[pair][side] != k->tag)
+        pair++;
+    if (pair == sizeof datetime_pairs / sizeof *datetime_pairs)
+        return false;
+    const mira__key *dk = mira__key_find(datetime_pairs[pair][0]);
+    const mira__key *tk = mira__key_find(datetime_pairs[pair][1]);
+    const mira_element *pe = mira_dataset_get(q->ident, datetime_pairs[pair][!side]);
+    char *pv = pe ? key_text(pe) : NULL;
+    if (!pv || !dk || !tk || dk->level != tk->level) {
+        mira_free(pv);
+        return false;
+    }
+    char dlo[32], dhi[32], tlo[32], thi[32];
+    int form = range_form(side ? pv : v, dlo, dhi);
+    bool same = form && range_form(side ? v : pv, tlo, thi) == form;
+    mira_free(pv);
+    char d1[9] = "", d2[9] = "", t1[14] = "", t2[14] = "";
+    if (!same || (form != 2 && (!mira__date_normalise(dlo, d1) ||
+                                !mira__time_normalise(tlo, '0', t1))) ||
+        (form != 3 && (!mira__date_normalise(dhi, d2) || !mira__time_normalise(thi, '9', t2))))
+        return false; /* not a pair of ranges: each matches on its own */
+    if (side)
+        return true; /* written with the date */
+    const char *t = alias[dk->level];
+    and(q);
+    mira__buf_puts(&q->where, "(");
+    if (*d1) { /* the date column first, which its index serves */
+        mira__buf_printf(&q->where, "%s.%s >= ? AND (%s.%s || %s.%s_n) >= ?", t, dk->column, t,
+                         dk->column, t, tk->column);
+        param_text(q, d1);
+        char dt[32];
+        snprintf(dt, sizeof dt, "%s%s", d1, t1);
+        param_text(q, dt);
+    }
+    if (*d1 && *d2)
+        mira__buf_puts(&q->where, " AND ");
+    if (*d2) {
+        mira__buf_printf(&q->where, "%s.%s <= ? AND (%s.%s || %s.%s_n) <= ?", t, dk->column, t,
+                         dk->column, t, tk->column);
+        param_text(q, d2);
+        char dt[32];
+        snprintf(dt, sizeof dt, "%s%s", d2, t2);
+        param_text(q, dt);
+    }
+    mira__buf_puts(&q->where, ")");
+    return true;
+}
+
 /* The condition of one matching key (value v, not universal), ANDed to the WHERE. */
 static void key_condition(query *q, const mira__key *k, const char *v, mira_error **err)
 {
+    if (datetime_condition(q, k, v))
+        return;
     if (is_empty_match(v)) {
         and(q);
         if (k->tag == 0x00100020 || k->tag == 0x00100021) /* NOT NULL: '' is absent */
@@ -689,6 +778,8 @@ bool mira_archive_find(mira_archive *a, mira_level level, const mira_dataset *id
     }
     q->a = a;
     q->level = level;
+    q->ident = identifier;
+    q->combined_dt = opt->combined_datetime;
     q->ci = opt->names_case_insensitive < 0 ? a->names_ci : opt->names_case_insensitive != 0;
     q->glob = true;
     mira__buf_init(&q->where);

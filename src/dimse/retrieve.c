@@ -1,6 +1,7 @@
 /* Retrieve SCP (PS3.4 C.4.2, C.4.3): C-MOVE and C-GET on the Patient and Study Root models. */
 #include "retrieve.h"
 
+#include "qr_neg.h"
 #include "send.h"
 #include "services.h"
 
@@ -424,6 +425,9 @@ bool mira__serve_retrieve(mira_dimse_server *s, const mira_dimse_server_options 
                    !(key = mira_element_get_string(ke, 0, NULL)) || !*key) {
             status = ST_IDENTIFIER_MISMATCH;
             snprintf(why, sizeof why, "no unique key for the %s level", mira_level_name(level));
+        } else if (!mira__qr_ext_agreed(as, ctx_sop, MIRA__QR_RELATIONAL) &&
+                   !mira__qr_hierarchical(ident, level, study_root, false, why, sizeof why)) {
+            status = ST_IDENTIFIER_MISMATCH; /* the baseline rules of PS3.4 C.4.2.2.1 */
         } else if (move && !(peer = find_peer(opt, dest))) {
             status = ST_MOVE_DESTINATION_UNKNOWN;
             snprintf(why, sizeof why, "move destination \"%.16s\" unknown", dest);

@@ -1,5 +1,6 @@
 /* The DIMSE SCP: listening, a thread per association, negotiation, dispatch to the services. */
 #include "dimse_int.h"
+#include "qr_neg.h"
 #include "retrieve.h"
 #include "services.h"
 #include "access.h"
@@ -382,6 +383,8 @@ static bool negotiate(mira_dimse_server *s, mira__association *as, bool over_lim
     for (size_t i = 0; ok && i < rq->next; i++)
         if (s->opt.archive && mira__is_storage_sop_class(rq->ext[i].sop_class))
             ok = mira__assoc_add_ext(ac, rq->ext[i].sop_class, storage_info, 6);
+    /* Query/Retrieve extended negotiation (PS3.4 C.5): the models' options mira supports */
+    ok = ok && mira__qr_ext_negotiate(rq, ac);
     if (rq->has_async) { /* we perform one operation at a time */
         ac->has_async = true;
         ac->max_ops_invoked = 1;

@@ -1,6 +1,8 @@
 /* Verification (PS3.4 A) and Storage (PS3.4 B) SCP: C-ECHO and C-STORE into the archive. */
 #include "services.h"
 
+#include "qr_neg.h"
+
 #include "archive/archive_int.h"
 
 #include "dicom/dataset_int.h"
@@ -563,12 +565,21 @@ bool mira__serve_find(mira_dimse_server *s, mira__store_ctx *st, mira__associati
             snprintf(why, sizeof why, "Query/Retrieve Level %s%s%s is not one of this model",
                      lv ? "\"" : "", lv ? lv : "missing", lv ? "\"" : "");
             comment = why;
+        } else if (!mira__qr_ext_agreed(as, ctx_sop, MIRA__QR_RELATIONAL) &&
+                   !mira__qr_hierarchical(ident, level, strcmp(ctx_sop, STUDY_ROOT_FIND) == 0,
+                                          true, why, sizeof why)) {
+            /* without relational queries, the baseline rules of PS3.4 C.4.1.2.1 */
+            status = STATUS_IDENTIFIER_MISMATCH;
+            comment = why;
+            mira__log(s, MIRA_LOG_WARNING, "association %llu: C-FIND refused (0x%04X): %s",
+                      (unsigned long long)assoc_id, status, why);
         } else {
             fs.level_name = mira_level_name(level);
             mira_dataset_remove(ident, TAG_QR_LEVEL);
             mira_dataset_remove(ident, TAG_RETRIEVE_AE);
             mira_find_options fo;
             mira_find_options_init(&fo);
+            fo.combined_datetime = mira__qr_ext_agreed(as, ctx_sop, MIRA__QR_DATETIME);
             mira_error *e = NULL;
             if (!mira_archive_find(st->archive, level, ident, &fo, send_match, &fs, &e) &&
                 !fs.cancelled && !fs.failed) {

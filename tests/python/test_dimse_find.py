@@ -127,9 +127,14 @@ def test_pynetdicom_find(served):
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
     pynetdicom_quiet()
     srv, headers, _ = served
+    from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
     ae = AE(ae_title="PYNETSCU")
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
-    assoc = ae.associate("127.0.0.1", srv.port, ae_title="MIRA")
+    # series of every study: a relational query (PS3.4 C.4.1.2.2), negotiated
+    relational = SOPClassExtendedNegotiation()
+    relational.sop_class_uid = StudyRootQueryRetrieveInformationModelFind
+    relational.service_class_application_information = b"\x01"
+    assoc = ae.associate("127.0.0.1", srv.port, ae_title="MIRA", ext_neg=[relational])
     assert assoc.is_established
     q = Dataset()
     q.QueryRetrieveLevel = "SERIES"

@@ -312,12 +312,13 @@ def served(tmp_path_factory):
 
 def test_mira_serve_find(served):
     srv, scp, hs, sources, d = served
-    p = qr("find", "127.0.0.1", srv.port, "--call", "MIRA", "--level", "SERIES",
+    # every series, every instance: relational queries (PS3.4 C.4.1.2.2)
+    p = qr("find", "127.0.0.1", srv.port, "--call", "MIRA", "--level", "SERIES", "--relational",
            "-k", "SeriesInstanceUID=", "-k", "Modality=", "--json")
     assert p.returncode == 0, p.stderr
     got = {(value(r, "0020000E"), value(r, "00080060")) for r in json_rows(p.stdout)}
     assert got == {(str(h.SeriesInstanceUID), str(h.get("Modality", ""))) for h in hs.values()}
-    p = qr("find", "127.0.0.1", srv.port, "--call", "MIRA", "--level", "IMAGE",
+    p = qr("find", "127.0.0.1", srv.port, "--call", "MIRA", "--level", "IMAGE", "--relational",
            "-k", "SOPInstanceUID=", "--limit", "3", "--json")
     assert p.returncode == 0 and len(json_rows(p.stdout)) == 3, p.stderr
 
