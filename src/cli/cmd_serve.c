@@ -30,7 +30,7 @@ static void usage(FILE *out)
             "options:\n" MIRA_ARCHIVE_CLI_HELP
             "  --duplicates P     keep (default), overwrite or reject re-sent instances\n"
             "  --port N           TCP port (default 11112; 0: any free port, printed)\n"
-            "  --bind ADDR        listen on this address only (default: every address)\n"
+            "  --bind ADDR        listen on this address only (default: all, IPv4 and IPv6)\n"
             "  --aet AE           our AE title (default MIRA)\n"
             "  --any-called-ae    accept associations whatever AE title they call\n"
             "  --allow AE         accept only these calling AE titles (repeatable)\n"
@@ -379,10 +379,10 @@ int mira_cli_serve(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     if (mira_dimse_server_port(s) >= 0)
-        printf("listening on %s:%d\n", o.bind && *o.bind ? o.bind : "0.0.0.0",
+        printf("listening on %s:%d\n", o.bind && *o.bind ? o.bind : "*",
                mira_dimse_server_port(s));
     if (mira_dimse_server_tls_port(s) >= 0)
-        printf("listening with TLS on %s:%d\n", o.bind && *o.bind ? o.bind : "0.0.0.0",
+        printf("listening with TLS on %s:%d\n", o.bind && *o.bind ? o.bind : "*",
                mira_dimse_server_tls_port(s));
     fflush(stdout);
     bool ok = mira_dimse_server_run(s, &err);

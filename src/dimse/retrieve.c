@@ -260,10 +260,10 @@ static void move_to(retrieve *r, const mira_dimse_peer *p, const char *dest_ae,
         out.artim_ms = timeout_ms;
         out.idle_ms = timeout_ms;
         out.tls = tls;
+        out.conn.stop = r->as->conn.stop; /* a stopping server cuts the connect short too */
         mira_error *e = NULL;
         bool up = mira__send_propose(&rq, items, idx + done, n - done, &np) &&
                   mira__assoc_request(&out, p->host, p->port, &rq, timeout_ms, &e);
-        out.conn.stop = r->as->conn.stop;
         mira__assoc_cleanup(&rq);
         if (!up) {
             mira__log(r->s, MIRA_LOG_ERROR, "association %llu: C-MOVE to %s (%s:%d): %s",

@@ -35,7 +35,10 @@ static void describe(const struct sockaddr *sa, char *out, size_t n)
         port = ntohs(in->sin_port);
     } else if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *in = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in->sin6_addr, host, sizeof host);
+        if (IN6_IS_ADDR_V4MAPPED(&in->sin6_addr)) /* an IPv4 peer of a dual-stack socket */
+            inet_ntop(AF_INET, in->sin6_addr.s6_addr + 12, host, sizeof host);
+        else
+            inet_ntop(AF_INET6, &in->sin6_addr, host, sizeof host);
         port = ntohs(in->sin6_port);
     }
     snprintf(out, n, "%s:%d", host, port);
@@ -64,18 +67,23 @@ int mira__tcp_listen(const char *host, int port, int backlog, int *bound_port, m
         return -1;
     }
     int fd = -1, saved = 0;
-    /* prefer IPv4 for the wildcard address: what peers on 127.0.0.1 reach */
+    /* the wildcard address: IPv6's, dual-stack (IPv4 peers arrive as mapped addresses), so both
+     * families reach it; where IPv6 is missing, IPv4's. A named address: IPv4 first. */
+    bool wildcard = !host || !*host;
     for (int pass = 0; pass < 2 && fd < 0; pass++) {
         for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
-            if ((pass == 0) != (ai->ai_family == AF_INET))
+            int first = wildcard ? AF_INET6 : AF_INET;
+            if ((pass == 0) != (ai->ai_family == first))
                 continue;
             fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
             if (fd < 0) {
                 saved = errno;
                 continue;
             }
-            int one = 1;
+            int one = 1, zero = 0;
             setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            if (ai->ai_family == AF_INET6)
+                setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, wildcard ? &zero : &one, sizeof one);
             if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, backlog) != 0) {
                 saved = errno;
                 close(fd);

@@ -32,6 +32,64 @@ def test_echoscu_against_mira_serve(tmp_path):
     assert log.count("released after") == 3
 
 
+def _ipv6_loopback():
+    import socket
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def _associate_raw(family, host, port):
+    """The first byte of the answer to an A-ASSOCIATE-RQ (pynetdicom's encoder) sent to
+    host:port over a plain socket of family: 2 for A-ASSOCIATE-AC."""
+    import socket
+    from pynetdicom.pdu import A_ASSOCIATE_RQ
+    from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
+    from pynetdicom.presentation import build_context
+    prim = A_ASSOCIATE()
+    prim.application_context_name = "1.2.840.10008.3.1.1.1"
+    prim.calling_ae_title = "RAWSCU"
+    prim.called_ae_title = "MIRA"
+    cx = build_context(VERIFICATION, [IMPLICIT_LE])
+    cx.context_id = 1
+    prim.presentation_context_definition_list = [cx]
+    ml = MaximumLengthNotification()
+    ml.maximum_length_received = 16384
+    from pynetdicom.pdu_primitives import ImplementationClassUIDNotification
+    ic = ImplementationClassUIDNotification()
+    ic.implementation_class_uid = "1.2.826.0.1.3680043.9.3811.2.0.2"
+    prim.user_information = [ml, ic]
+    pdu = A_ASSOCIATE_RQ()
+    pdu.from_primitive(prim)
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.settimeout(20)
+        s.connect((host, port))
+        s.sendall(pdu.encode())
+        first = s.recv(1)
+        s.sendall(bytes([7, 0, 0, 0, 0, 4, 0, 0, 0, 0]))  # A-ABORT: done with it
+        return first[0] if first else None
+
+
+def test_wildcard_listen_takes_ipv4_and_ipv6(tmp_path):
+    """Without --bind, mira serve listens on every address of both families (one dual-stack
+    socket); IPv4 peers are logged and matched by their IPv4 address, not a mapped one."""
+    import socket
+    if not _ipv6_loopback():
+        pytest.skip("no IPv6 loopback here")
+    with MiraServer(tmp_path / "archive", "--bind", "") as srv:
+        assert _associate_raw(socket.AF_INET, "127.0.0.1", srv.port) == 2
+        assert _associate_raw(socket.AF_INET6, "::1", srv.port) == 2
+        p = echoscu(srv.port)  # a real peer, over IPv4
+        assert p.returncode == 0, p.stderr
+        log = srv.stop()
+    assert re.search(r"association \d+ from 127\.0\.0\.1:\d+:", log), log
+    assert re.search(r"association \d+ from ::1:\d+:", log), log
+    assert "::ffff:" not in log
+
+
 def test_wrong_called_ae_and_unknown_calling_ae_are_rejected(tmp_path):
     with MiraServer(tmp_path / "archive", "--allow", "ECHOSCU") as srv:
         p = echoscu(srv.port, aec="SOMEONE")
