@@ -276,7 +276,7 @@ int mira_cli_serve(int argc, char **argv)
         if ((r = mira_cli_peer_option(argc, argv, &i, &peers)) != 0) {
             if (r > 0)
                 continue;
-            fprintf(stderr, "mira serve: --peer takes AE=HOST:PORT\n");
+            fprintf(stderr, "mira serve: --peer takes AE=HOST:PORT or AE=HOST:PORT,tls\n");
             goto done;
         }
         if (mira_cli_is_help(a)) {
@@ -351,10 +351,10 @@ int mira_cli_serve(int argc, char **argv)
         o.commit_retry_delays = retry.v;
         o.ncommit_retry_delays = retry.n;
     }
-    if (!mira_cli_peers_finish(&peers, &o))
-        goto done;
     o.log = log_line;
-    if (!mira_cli_security_apply(&sec, &o))
+    if (!mira_cli_security_apply(&sec, &o)) /* first: a --peer over TLS takes its files */
+        goto done;
+    if (!mira_cli_peers_finish(&peers, &o))
         goto done;
     rc = MIRA_EXIT_INPUT;
     mira_archive *archive = NULL;

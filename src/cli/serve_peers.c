@@ -15,8 +15,8 @@ static bool known(const mira_cli_peers *p, const char *ae)
 static bool add(mira_cli_peers *p, const char *ae, size_t ae_len, const char *host,
                 size_t host_len, long port)
 {
-    if (p->n >= MIRA_CLI_PEERS_MAX || p->nowned + 2 > MIRA_CLI_PEERS_OWNED || ae_len == 0 || ae_len > 16 || host_len == 0 ||
-        host_len > 255 || port <= 0 || port > 65535)
+    if (p->n >= MIRA_CLI_PEERS_MAX || p->nowned + 2 > MIRA_CLI_PEERS_OWNED || ae_len == 0 ||
+        ae_len > 16 || host_len == 0 || host_len > 255 || port <= 0 || port > 65535)
         return false;
     char *a = mira_malloc(ae_len + 1), *h = mira_malloc(host_len + 1);
     if (!a || !h) {
@@ -35,6 +35,7 @@ static bool add(mira_cli_peers *p, const char *ae, size_t ae_len, const char *ho
     p->v[p->n].ae_title = a;
     p->v[p->n].host = h;
     p->v[p->n].port = (int)port;
+    p->cli_tls[p->n] = false;
     p->n++;
     return true;
 }
@@ -93,9 +94,15 @@ int mira_cli_peer_option(int argc, char **argv, int *i, mira_cli_peers *p)
         return -1;
     char *end;
     long port = strtol(colon + 1, &end, 10);
-    if (*end)
+    bool tls = strcmp(end, ",tls") == 0;
+    if (*end && !tls)
         return -1;
-    return add(p, v, (size_t)(eq - v), eq + 1, (size_t)(colon - eq - 1), port) ? 1 : -1;
+    size_t before = p->n;
+    if (!add(p, v, (size_t)(eq - v), eq + 1, (size_t)(colon - eq - 1), port))
+        return -1;
+    if (p->n > before)
+        p->cli_tls[p->n - 1] = tls;
+    return 1;
 }
 
 bool mira_cli_peers_finish(mira_cli_peers *p, mira_dimse_server_options *o)
@@ -134,6 +141,20 @@ bool mira_cli_peers_finish(mira_cli_peers *p, mira_dimse_server_options *o)
         }
     }
     mira_json_free(root);
+    for (size_t i = 0; ok && i < p->n; i++) {
+        if (!p->cli_tls[i])
+            continue;
+        if (!o->tls || !o->tls->ca_file) {
+            fprintf(stderr, "mira serve: --peer %s=...,tls needs --tls-cert, --tls-key and "
+                            "--tls-ca (its certificate is verified against --tls-ca)\n",
+                    p->v[i].ae_title);
+            ok = false;
+            break;
+        }
+        p->tls[i] = *o->tls;
+        p->tls[i].verify_peer = true;
+        p->v[i].tls = &p->tls[i];
+    }
     o->peers = p->n ? p->v : NULL;
     o->npeers = p->n;
     return ok;
