@@ -42,16 +42,18 @@ def instance(path):
 
 
 class Receiver:
-    """A pynetdicom AE taking N-EVENT-REPORTs as the SCU of Storage Commitment."""
+    """A pynetdicom AE taking N-EVENT-REPORTs as the SCU of Storage Commitment (over TLS with
+    ssl_context)."""
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, ssl_context=None):
         from pynetdicom import AE, evt
         self.reports = []
         self.ae = AE(ae_title="PYSCU")
         self.ae.add_supported_context(COMMIT, scu_role=True, scp_role=True)
         self.port = port or free_port()
         self.server = self.ae.start_server(("127.0.0.1", self.port), block=False,
-                                           evt_handlers=[(evt.EVT_N_EVENT_REPORT, self.take)])
+                                           evt_handlers=[(evt.EVT_N_EVENT_REPORT, self.take)],
+                                           ssl_context=ssl_context)
 
     def take(self, event):
         self.reports.append((event.request.EventTypeID, event.event_information))
@@ -334,3 +336,33 @@ def test_report_retried_after_a_restart(lone):
     check_report(*rcv.reports[0], req, stored)
     assert len(rcv.reports) == 1
     assert "report delivered, attempt 2" in log
+
+
+def test_report_over_tls(lone, tmp_path):
+    """A requestor configured as a TLS peer (--peer AE=HOST:PORT,tls) gets its report on a new
+    association over TLS: mira verifies its certificate and presents its own."""
+    import ssl
+    from test_dimse_tls import make_ca, make_cert
+    folder, args, stored, backend = lone
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    ca = make_ca(pki, "commitca")
+    spem, skey = make_cert(pki, "localhost", ca, "DNS:localhost,IP:127.0.0.1")
+    cpem, ckey = make_cert(pki, "MIRA", ca)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(ca[0]))
+    ctx.verify_mode = ssl.CERT_REQUIRED  # mira must present a certificate the CA signed
+    ctx.load_cert_chain(str(spem), str(skey))
+    port = free_port()
+    rcv = Receiver(port, ssl_context=ctx)
+    try:
+        with MiraServer(folder / "archive", "--peer", f"LATE=127.0.0.1:{port},tls",
+                        "--tls-port", "0", "--tls-cert", cpem, "--tls-key", ckey, "--tls-ca",
+                        ca[0], "--commit-retry", "1", archive_args=args) as srv:
+            req = commit_and_leave(srv.port, stored)
+            assert wait_for(lambda: rcv.reports, 15), srv.log_text()
+            log = srv.stop()
+    finally:
+        rcv.close()
+    check_report(*rcv.reports[0], req, stored)
+    assert len(rcv.reports) == 1
+    assert f"storage commitment {req.TransactionUID} of LATE: report delivered" in log
