@@ -8,11 +8,15 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 /* Command sets are a few hundred bytes; anything near this is an attack or a bug. */
 #define MAX_COMMAND (64u * 1024u)
 /* What we send in one PDU when the peer sets no limit. */
 #define UNLIMITED_SEND (1u << 20)
+/* A mapped data set's pages are given back once this much more of it has been sent. */
+#define RELEASE_STEP (8u << 20)
 
 static void set_end(mira__association *as, mira__end end, const char *why)
 {
@@ -355,9 +359,21 @@ bool mira__dimse_recv_data(mira__association *as, uint8_t pctx_id, mira__data_fn
 }
 
 /* Send one command or data set, split into PDUs of at most the peer's maximum. */
-static bool send_fragments(mira__association *as, uint8_t pctx_id, bool command,
-                           const uint8_t *data, size_t len, mira_error **err)
+/* Pages of a read-only file mapping below end, from *from on, given back to the kernel: they
+ * are the file's, and read again from it if touched. */
+static void release_sent(const uint8_t *end, uintptr_t *from)
 {
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t upto = (uintptr_t)end / page * page;
+    if (upto > *from && madvise((void *)*from, upto - *from, MADV_DONTNEED) == 0)
+        *from = upto;
+}
+
+static bool send_fragments(mira__association *as, uint8_t pctx_id, bool command,
+                           const uint8_t *data, size_t len, bool mapped, mira_error **err)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t released = (uintptr_t)data / page * page; /* mapped: given back up to here */
     size_t max = as->send_max ? as->send_max : UNLIMITED_SEND;
     if (max > UNLIMITED_SEND)
         max = UNLIMITED_SEND;
@@ -378,13 +394,15 @@ static bool send_fragments(mira__association *as, uint8_t pctx_id, bool command,
             return false;
         }
         off += n;
+        if (mapped && (uintptr_t)(data + off) - released >= RELEASE_STEP)
+            release_sent(data + off, &released);
     } while (off < len);
     mira__buf_cleanup(&b);
     return true;
 }
 
-bool mira__dimse_send(mira__association *as, uint8_t pctx_id, const mira_dataset *cmd,
-                      const uint8_t *data, size_t len, mira_error **err)
+static bool dimse_send(mira__association *as, uint8_t pctx_id, const mira_dataset *cmd,
+                       const uint8_t *data, size_t len, bool mapped, mira_error **err)
 {
     mira__buf b;
     mira__buf_init(&b);
@@ -392,11 +410,23 @@ bool mira__dimse_send(mira__association *as, uint8_t pctx_id, const mira_dataset
         mira__buf_cleanup(&b);
         return false;
     }
-    bool ok = send_fragments(as, pctx_id, true, b.data, b.len, err);
+    bool ok = send_fragments(as, pctx_id, true, b.data, b.len, false, err);
     mira__buf_cleanup(&b);
     if (ok && data)
-        ok = send_fragments(as, pctx_id, false, data, len, err);
+        ok = send_fragments(as, pctx_id, false, data, len, mapped, err);
     return ok;
+}
+
+bool mira__dimse_send(mira__association *as, uint8_t pctx_id, const mira_dataset *cmd,
+                      const uint8_t *data, size_t len, mira_error **err)
+{
+    return dimse_send(as, pctx_id, cmd, data, len, false, err);
+}
+
+bool mira__dimse_send_mapped(mira__association *as, uint8_t pctx_id, const mira_dataset *cmd,
+                             const uint8_t *data, size_t len, mira_error **err)
+{
+    return dimse_send(as, pctx_id, cmd, data, len, true, err);
 }
 
 bool mira__assoc_pending(mira__association *as)

@@ -128,6 +128,10 @@ bool mira__dimse_recv_data(mira__association *as, uint8_t pctx_id, mira__data_fn
  * a data set already encoded in the context's transfer syntax, split to the peer's maximum. */
 bool mira__dimse_send(mira__association *as, uint8_t pctx_id, const mira_dataset *cmd,
                       const uint8_t *data, size_t len, mira_error **err);
+/* The same for data inside a read-only mapping of a file: the pages already sent are given
+ * back as it goes (MADV_DONTNEED), so sending a file never needs its size in memory. */
+bool mira__dimse_send_mapped(mira__association *as, uint8_t pctx_id, const mira_dataset *cmd,
+                             const uint8_t *data, size_t len, mira_error **err);
 
 /* True if something has arrived that is not consumed yet (a PDV left in the current PDU, or
  * bytes on the socket): a C-CANCEL-RQ may be waiting. */

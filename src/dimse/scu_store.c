@@ -357,7 +357,10 @@ bool mira__send_store(mira__association *as, uint8_t pctx, const mira__send_item
         return true;
     }
     mira_error *e = NULL;
-    bool ok = mira__dimse_send(as, pctx, cmd, p.data ? p.data : (const uint8_t *)"", p.len, &e);
+    bool ok = p.map && p.data != p.buf
+                  ? mira__dimse_send_mapped(as, pctx, cmd, p.data, p.len, &e)
+                  : mira__dimse_send(as, pctx, cmd, p.data ? p.data : (const uint8_t *)"", p.len,
+                                     &e);
     mira_dataset_free(cmd);
     payload_free(&p);
     if (!ok) {
