@@ -171,27 +171,23 @@ def test_send_and_move_over_tls(tmp_path, pki, monkeypatch):
             "cert": str(cpem), "key": str(ckey)}}}}))
         monkeypatch.setenv("MIRA_CONFIG", str(cfg))
         mira("import", "--archive", tmp_path / "archive", "--no-progress", CT_FILE)
-        with MiraServer(tmp_path / "archive") as srv:
-            p = mira("qr", "move", "127.0.0.1", srv.port, "--call", "MIRA", "--dest", "DEST",
-                     "-k", f"StudyInstanceUID={src.StudyInstanceUID}", "--json")
-            assert p.returncode == 0, p.stdout + p.stderr
-            assert json.loads(p.stdout.splitlines()[-1])["completed"] == 1
-        got = list(scp.out.iterdir())
-        assert len(got) == 1
-        same_values(pydicom.dcmread(got[0]), src)
-        got[0].unlink()
+
+        def move_to_dest(*serve_args):
+            with MiraServer(tmp_path / "archive", *serve_args) as srv:
+                p = mira("qr", "move", "127.0.0.1", srv.port, "--call", "MIRA", "--dest",
+                         "DEST", "-k", f"StudyInstanceUID={src.StudyInstanceUID}", "--json")
+                assert p.returncode == 0, p.stdout + p.stderr
+                assert json.loads(p.stdout.splitlines()[-1])["completed"] == 1
+            got = list(scp.out.iterdir())
+            assert len(got) == 1
+            same_values(pydicom.dcmread(got[0]), src)
+            got[0].unlink()
+
+        move_to_dest()
         # the same destination named on the command line: --peer AE=HOST:PORT,tls with the
         # server's own TLS files (it listens with TLS too, on a port of its own)
         monkeypatch.delenv("MIRA_CONFIG")
-        with MiraServer(tmp_path / "archive", "--peer", f"DEST=127.0.0.1:{scp.port},tls",
-                        "--tls-port", "0", *tls) as srv:
-            p = mira("qr", "move", "127.0.0.1", srv.port, "--call", "MIRA", "--dest", "DEST",
-                     "-k", f"StudyInstanceUID={src.StudyInstanceUID}", "--json")
-            assert p.returncode == 0, p.stdout + p.stderr
-            assert json.loads(p.stdout.splitlines()[-1])["completed"] == 1
-        got = list(scp.out.iterdir())
-        assert len(got) == 1
-        same_values(pydicom.dcmread(got[0]), src)
+        move_to_dest("--peer", f"DEST=127.0.0.1:{scp.port},tls", "--tls-port", "0", *tls)
     # a TLS peer without TLS files to use: a clear error, exit code 2
     p = subprocess.run([mira_bin(), "serve", "--archive", str(tmp_path / "archive"), "--port",
                         "0", "--peer", "DEST=127.0.0.1:104,tls"], capture_output=True,
