@@ -131,7 +131,7 @@ run_side() { # side list par
     case $side in
     mira)
         "$build/mira" serve --archive "$d/archive" --port 0 --bind 127.0.0.1 --any-called-ae \
-            --quiet >"$d/serve.out" 2>"$d/serve.err" &
+            --no-http --quiet >"$d/serve.out" 2>"$d/serve.err" &
         receiver_pid=$!
         for ((i = 0; i < 300; i++)); do
             port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$d/serve.out" 2>/dev/null || true)

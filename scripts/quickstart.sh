@@ -5,8 +5,9 @@
 # Installs the Debian packages of scripts/debian-packages.txt, builds build/ (RelWithDebInfo,
 # the same tree scripts/test.sh uses) and sets the platform up on its embedded default: the
 # archive var/ (SQLite index and blob folder) with pydicom's test files imported, and the DICOM
-# server 'mira serve' on it in the background (AE title MIRA, port 11112 or MIRA_PORT, on
-# 127.0.0.1 only unless MIRA_BIND says otherwise; log in var/serve.log, pid in var/serve.pid).
+# server 'mira serve' on it in the background (AE title MIRA, port 11112 or MIRA_PORT; HTTP with
+# QIDO-RS on 8080 or MIRA_HTTP_PORT; on 127.0.0.1 only unless MIRA_BIND says otherwise; log in
+# var/serve.log, pid in var/serve.pid).
 # Run again, it stops the server it started before and starts the new build.
 set -euo pipefail
 
@@ -30,6 +31,7 @@ cmake --build build -j "$jobs"
 # ---------------------------------------------------------------------------------------------
 port=${MIRA_PORT:-11112}
 bind=${MIRA_BIND:-127.0.0.1}
+http_port=${MIRA_HTTP_PORT:-8080}
 echo
 echo "quickstart: mira $(build/mira --version | sed 's/^mira //') is built."
 echo "quickstart: importing pydicom's sample files into the archive var/"
@@ -51,8 +53,8 @@ if [ -f var/serve.pid ] && kill -0 "$(cat var/serve.pid)" 2>/dev/null &&
     for ((i = 0; i < 100; i++)); do kill -0 "$(cat var/serve.pid)" 2>/dev/null || break; sleep 0.1; done
 fi
 rm -f var/serve.pid
-echo "\$ build/mira serve --archive var --bind $bind --port $port --any-called-ae &"
-nohup build/mira serve --archive var --bind "$bind" --port "$port" --any-called-ae \
+echo "\$ build/mira serve --archive var --bind $bind --port $port --http-port $http_port --any-called-ae &"
+nohup build/mira serve --archive var --bind "$bind" --port "$port" --http-port "$http_port" --any-called-ae \
     </dev/null >>var/serve.log 2>&1 &
 echo $! >var/serve.pid
 served=0
@@ -66,8 +68,9 @@ for ((i = 0; i < 100; i++)); do
 done
 if [ $served = 1 ]; then
     echo "quickstart: mira serve answers C-ECHO on $bind:$port as MIRA (pid $(cat var/serve.pid), log var/serve.log)"
+    echo "quickstart: DICOMweb (QIDO-RS) at http://$bind:$http_port/dicomweb/studies"
 else
-    echo "quickstart: mira serve did not start (is port $port taken? MIRA_PORT=... picks another); var/serve.log says:" >&2
+    echo "quickstart: mira serve did not start (is port $port or $http_port taken? MIRA_PORT=... and MIRA_HTTP_PORT=... pick others); var/serve.log says:" >&2
     tail -5 var/serve.log >&2
     rm -f var/serve.pid
 fi
@@ -88,6 +91,9 @@ The DICOM server (AE MIRA, $bind:$port; stop it with: kill \$(cat var/serve.pid)
   storescu -aec MIRA $bind $port $sample
   build/mira qr find $bind $port --call MIRA --level STUDY -k PatientName='*'
   findscu -S -aec MIRA -k QueryRetrieveLevel=STUDY -k PatientName $bind $port
+DICOMweb searches (QIDO-RS) on http://$bind:$http_port/dicomweb:
+  curl 'http://$bind:$http_port/dicomweb/studies?PatientName=doe*&includefield=StudyDescription'
+  curl 'http://$bind:$http_port/dicomweb/series?Modality=MR&limit=5&offset=5'
 A modality elsewhere reaches it once it listens on the network: MIRA_BIND=0.0.0.0 (and access
 rules in mira.json, see 'build/mira serve --help').
 Run the whole test suite with: bash scripts/test.sh

@@ -251,9 +251,10 @@ seed_dir() {
     local pattern
     case $target in
     fuzz_json*) pattern='*.json' ;;
+    fuzz_qido*) pattern='' ;; # query strings: its seeds are the checked-in fuzz/corpus/fuzz_qido
     *) pattern='*.dcm' ;;
     esac
-    if [ -d "$pydicom_data" ]; then
+    if [ -n "$pattern" ] && [ -d "$pydicom_data" ]; then
         find "$pydicom_data" -type f -name "$pattern" -size -64k -print0 |
             while IFS= read -r -d '' f; do ln -sf "$f" "$dir/$(echo "$f" | md5sum | cut -c1-16)"; done
     fi

@@ -67,6 +67,17 @@ MIRA_API void mira_alloc_fail_after(long n);
 /* Base64 text (RFC 4648, padded) of len bytes; caller frees with mira_free; NULL on OOM. */
 MIRA_API char *mira_base64_encode(const void *data, size_t len, size_t *out_len);
 
+/* Log levels of the messages a server reports (DIMSE, HTTP). */
+typedef enum mira_log_level {
+    MIRA_LOG_INFO = 0,
+    MIRA_LOG_WARNING = 1,
+    MIRA_LOG_ERROR = 2,
+} mira_log_level;
+
+/* Told of each event worth logging (one line, borrowed). Called from the server's threads,
+ * several at once: it must be thread-safe. */
+typedef void (*mira_log_fn)(void *ctx, mira_log_level level, const char *message);
+
 /* The library's version string, e.g. "0.1.0". */
 MIRA_API const char *mira_version(void);
 

@@ -11,17 +11,6 @@
 extern "C" {
 #endif
 
-/* Log levels of the messages a server reports. */
-typedef enum mira_log_level {
-    MIRA_LOG_INFO = 0,
-    MIRA_LOG_WARNING = 1,
-    MIRA_LOG_ERROR = 2,
-} mira_log_level;
-
-/* Told of each event worth logging (one line, borrowed). Called from the server's threads,
- * several at once: it must be thread-safe. */
-typedef void (*mira_log_fn)(void *ctx, mira_log_level level, const char *message);
-
 /* Services a calling AE title (or a user) may use: bits of the permissions below. */
 enum {
     MIRA_DIMSE_PERMIT_ECHO = 1u << 0,     /* Verification */

@@ -12,5 +12,6 @@
 #include "mira/deid.h"
 #include "mira/tls.h"
 #include "mira/dimse.h"
+#include "mira/web.h"
 
 #endif

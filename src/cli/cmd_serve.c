@@ -1,5 +1,5 @@
 /* mira serve: the DICOM server (Verification, Storage, Query/Retrieve, Worklist, MPPS and
- * Storage Commitment SCP) on the archive. */
+ * Storage Commitment SCP) and the HTTP server (QIDO-RS) on the archive. */
 #include "cli.h"
 #include "serve_security.h"
 #include "serve_peers.h"
@@ -26,7 +26,9 @@ static void usage(FILE *out)
             "\"commit_retry_seconds\", \"tls\": {\"cert\", \"key\", \"ca\",\n"
             "\"verify_peer\", \"port\", \"only\"}, \"accept\": {\"AE\": [\"store\", ...] or\n"
             "{\"permissions\": [...], \"hosts\": [...]}, \"*\": [...]}, \"users\": {\"NAME\":\n"
-            "{\"password\": HASH, \"permissions\": [...]}}, \"require_user\"}.\n\n"
+            "{\"password\": HASH, \"permissions\": [...]}}, \"require_user\"}; and the \"http\"\n"
+            "object: {\"port\", \"bind\", \"max_connections\", \"max_results\", \"enabled\"}.\n"
+            "The HTTP server answers DICOMweb searches (QIDO-RS) under /dicomweb.\n\n"
             "options:\n" MIRA_ARCHIVE_CLI_HELP
             "  --duplicates P     keep (default), overwrite or reject re-sent instances\n"
             "  --port N           TCP port (default 11112; 0: any free port, printed)\n"
@@ -44,10 +46,19 @@ static void usage(FILE *out)
             "                     report on new associations, comma-separated, the last one\n"
             "                     repeating (default 5,30,120,600)\n"
             "  --commit-retry-for S  how long after the request (default 86400)\n"
-            "  --no-archive       Verification only\n" MIRA_CLI_SECURITY_HELP
+            "  --no-archive       Verification only (and no HTTP server)\n"
+            "  --http-port N      HTTP port (default 8080; 0: any free port, printed)\n"
+            "  --http-bind ADDR   HTTP address (default: --bind's, else 127.0.0.1: the HTTP\n"
+            "                     server has no accounts yet)\n"
+            "  --http-max-connections N  at once (default 64)\n"
+            "  --http-max-results N  most matches a search returns, and its default limit\n"
+            "                     (default 1000)\n"
+            "  --no-http          no HTTP server\n" MIRA_CLI_SECURITY_HELP
             MIRA_CLI_PEERS_HELP "  --quiet            log warnings and errors only\n"
-            "Prints \"listening on ADDRESS:PORT\" on stdout once it accepts connections; logs each\n"
-            "association (peer, AE titles, contexts accepted, outcome) on stderr.\n");
+            "Prints \"listening on ADDRESS:PORT\" on stdout once it accepts connections, then\n"
+            "\"http listening on ADDRESS:PORT\"; logs each association (peer, AE titles, contexts\n"
+            "accepted, outcome) and each HTTP request (method, path, parameter names, status,\n"
+            "bytes, time) on stderr.\n");
 }
 
 static mira_dimse_server *running;
@@ -156,14 +167,51 @@ static bool add_ts_list(list *l, const char *csv)
     return ok;
 }
 
-/* The "dimse" object of the config file into opt (strings copied into the lists). */
+/* The "http" object of the config file into h (strings copied into strs). */
+static bool http_from_config(const mira_json *root, const char *path,
+                             mira_web_server_options *h, bool *enabled, list *strs)
+{
+    mira_json *d = root ? mira_json_get(root, "http") : NULL;
+    if (!d || mira_json_get_type(d) != MIRA_JSON_OBJECT)
+        return true;
+    bool ok = true;
+    static const char *const ints[] = {"port", "max_connections", "max_results"};
+    static const double hi[] = {65535, 10000, 1e9};
+    for (size_t i = 0; i < 3; i++) {
+        mira_json *v = mira_json_get(d, ints[i]);
+        if (!v)
+            continue;
+        double n = mira_json_get_type(v) == MIRA_JSON_NUMBER ? mira_json_get_number(v) : -1;
+        if (n < (i ? 1 : 0) || n > hi[i] || n != (double)(long long)n) {
+            fprintf(stderr, "mira serve: %s: http.%s is not a number from %d to %.0f\n", path,
+                    ints[i], i ? 1 : 0, hi[i]);
+            ok = false;
+        } else if (i == 0) {
+            h->port = (int)n;
+        } else if (i == 1) {
+            h->max_connections = (int)n;
+        } else {
+            h->max_results = (uint64_t)n;
+        }
+    }
+    mira_json *v;
+    if ((v = mira_json_get(d, "bind")) && mira_json_get_type(v) == MIRA_JSON_STRING &&
+        list_add(strs, mira_json_get_string(v, NULL), true))
+        h->bind = strs->v[strs->n - 1];
+    if ((v = mira_json_get(d, "enabled")))
+        *enabled = mira_json_get_type(v) != MIRA_JSON_FALSE;
+    return ok;
+}
+
+/* The "dimse" object of the config file into opt (strings copied into the lists), and the
+ * "http" one into h. */
 static bool from_config(mira_dimse_server_options *o, list *calling, list *ts, list *strs,
-                        int *port, delays *retry)
+                        int *port, delays *retry, mira_web_server_options *h, bool *http)
 {
     const char *path = NULL;
     mira_json *root = mira_cli_load_config(&path);
     mira_json *d = root ? mira_json_get(root, "dimse") : NULL;
-    bool ok = true;
+    bool ok = http_from_config(root, path, h, http, strs);
     if (d && mira_json_get_type(d) == MIRA_JSON_OBJECT) {
         static const char *const ints[] = {"port", "max_associations", "max_pdu",
                                            "artim_seconds", "idle_seconds",
@@ -251,7 +299,12 @@ int mira_cli_serve(int argc, char **argv)
     bool no_archive = false;
     int rc = MIRA_EXIT_USAGE;
     mira_cli_security sec = {.tls_port = -1};
-    if (!from_config(&o, &calling, &ts, &strs, &port, &retry) || !mira_cli_security_load(&sec))
+    mira_web_server_options ho;
+    mira_web_server_options_init(&ho);
+    ho.port = 8080;
+    bool http = true;
+    if (!from_config(&o, &calling, &ts, &strs, &port, &retry, &ho, &http) ||
+        !mira_cli_security_load(&sec))
         goto done;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -289,6 +342,8 @@ int mira_cli_serve(int argc, char **argv)
             no_archive = true;
         } else if (strcmp(a, "--quiet") == 0) {
             quiet = true;
+        } else if (strcmp(a, "--no-http") == 0) {
+            http = false;
         } else if (i + 1 >= argc) {
             fprintf(stderr, "mira serve: unknown option or missing value: %s\n", a);
             goto done;
@@ -297,6 +352,20 @@ int mira_cli_serve(int argc, char **argv)
             i++;
         } else if (strcmp(a, "--bind") == 0) {
             o.bind = argv[++i];
+        } else if (strcmp(a, "--http-port") == 0 && parse_int(argv[i + 1], 0, 65535, &v)) {
+            ho.port = (int)v;
+            http = true;
+            i++;
+        } else if (strcmp(a, "--http-bind") == 0) {
+            ho.bind = argv[++i];
+        } else if (strcmp(a, "--http-max-connections") == 0 &&
+                   parse_int(argv[i + 1], 1, 10000, &v)) {
+            ho.max_connections = (int)v;
+            i++;
+        } else if (strcmp(a, "--http-max-results") == 0 &&
+                   parse_int(argv[i + 1], 1, 1000000000, &v)) {
+            ho.max_results = (uint64_t)v;
+            i++;
         } else if (strcmp(a, "--aet") == 0 && strlen(argv[i + 1]) <= 16 && *argv[i + 1]) {
             o.ae_title = argv[++i];
         } else if (strcmp(a, "--allow") == 0 && strlen(argv[i + 1]) <= 16) {
@@ -371,6 +440,20 @@ int mira_cli_serve(int argc, char **argv)
         mira_archive_close(archive);
         goto done;
     }
+    mira_web_server *web = NULL;
+    if (http && archive) {
+        if (!ho.bind)
+            ho.bind = o.bind; /* the DIMSE address; with none, loopback (see --help) */
+        ho.archive = archive;
+        ho.log = log_line;
+        web = mira_web_server_new(&ho, &err);
+        if (!web) {
+            mira_cli_report("serve", err);
+            mira_dimse_server_free(s);
+            mira_archive_close(archive);
+            goto done;
+        }
+    }
     running = s;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -384,9 +467,13 @@ int mira_cli_serve(int argc, char **argv)
     if (mira_dimse_server_tls_port(s) >= 0)
         printf("listening with TLS on %s:%d\n", o.bind && *o.bind ? o.bind : "*",
                mira_dimse_server_tls_port(s));
+    if (web)
+        printf("http listening on %s:%d\n", ho.bind && *ho.bind ? ho.bind : "127.0.0.1",
+               mira_web_server_port(web));
     fflush(stdout);
     bool ok = mira_dimse_server_run(s, &err);
     running = NULL;
+    mira_web_server_free(web);
     mira_dimse_server_free(s);
     mira_archive_close(archive);
     if (!ok)

@@ -35,14 +35,22 @@ def wait_for_port(port, timeout=20.0):
 
 
 class MiraServer:
-    """`mira serve` on 127.0.0.1 and a free port (--port 0, the port read from its stdout)."""
+    """`mira serve` on 127.0.0.1 and a free port (--port 0, the port read from its stdout).
 
-    def __init__(self, archive_dir, *args, archive_args=None):
+    Without http=True there is no HTTP server (--no-http: its default port is fixed, and
+    servers of tests running at once would contend for it); with it, .http_port is the HTTP
+    server's free port (--http-port 0).
+    """
+
+    def __init__(self, archive_dir, *args, archive_args=None, http=False):
         self.args = [mira_bin(), "serve", "--bind", "127.0.0.1", "--port", "0",
+                     *(["--http-port", "0"] if http else ["--no-http"]),
                      *(archive_args or ["--archive", str(archive_dir)]), *map(str, args)]
         self.log = pathlib.Path(str(archive_dir) + ".serve.log")
         self.proc = None
         self.port = None
+        self.http = http
+        self.http_port = None
 
     def __enter__(self):
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -62,6 +70,15 @@ class MiraServer:
             self.proc.wait(10)
             raise AssertionError(f"mira serve did not start: {line[0]!r} {self.log.read_text()}")
         self.port = int(line[0].rsplit(b":", 1)[1])
+        if self.http:
+            t = threading.Thread(target=read, daemon=True)
+            t.start()
+            t.join(30)
+            if not line[0].startswith(b"http listening on "):
+                self.proc.kill()
+                self.proc.wait(10)
+                raise AssertionError(f"no HTTP server: {line[0]!r} {self.log.read_text()}")
+            self.http_port = int(line[0].rsplit(b":", 1)[1])
         return self
 
     def stop(self):

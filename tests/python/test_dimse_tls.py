@@ -61,8 +61,8 @@ class TlsServer:
     """`mira serve` with TLS on 127.0.0.1: .port (plain, None with --tls-only), .tls_port."""
 
     def __init__(self, archive_dir, *args, env=None):
-        self.args = [mira_bin(), "serve", "--bind", "127.0.0.1", "--port", "0", "--tls-port",
-                     "0", "--archive", str(archive_dir), *map(str, args)]
+        self.args = [mira_bin(), "serve", "--bind", "127.0.0.1", "--no-http", "--port", "0",
+                     "--tls-port", "0", "--archive", str(archive_dir), *map(str, args)]
         self.log = pathlib.Path(str(archive_dir) + ".serve.log")
         self.env = env
         self.port = self.tls_port = None

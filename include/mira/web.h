@@ -1,0 +1,52 @@
+/* mira web: the HTTP server of `mira serve` and its DICOMweb services (PS3.18). */
+#ifndef MIRA_WEB_H
+#define MIRA_WEB_H
+
+#include "mira/archive.h"
+#include "mira/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mira_web_server_options {
+    const char *bind; /* address to listen on; NULL or "": 127.0.0.1 (no accounts yet) */
+    int port;         /* 0: a free port (see mira_web_server_port) */
+    /* What the services answer from (borrowed: must outlive the server; required). */
+    mira_archive *archive;
+    /* Connections at once (default 64); more are refused when accepted. A thread each. */
+    int max_connections;
+    /* Memory of one connection, which bounds the request line and headers (default 32768;
+     * a request whose headers do not fit is answered 431 and closed). */
+    size_t max_header_bytes;
+    int idle_seconds; /* a connection silent this long is closed (default 60) */
+    /* QIDO-RS: the most matches one response holds, also used when a search gives no limit
+     * (default 1000); more are cut, with the Warning header PS3.18 8.3.4.4 names. */
+    uint64_t max_results;
+    mira_log_fn log; /* every request, at info level; NULL: nothing is logged */
+    void *log_ctx;
+} mira_web_server_options;
+
+MIRA_API void mira_web_server_options_init(mira_web_server_options *opt);
+
+typedef struct mira_web_server mira_web_server;
+
+/*
+ * Listen and serve, on threads of the server's own, until mira_web_server_free: HTTP/1.1
+ * with keep-alive, a thread per connection. Routes: QIDO-RS under /dicomweb (studies,
+ * series, instances). The options' strings are copied; the archive is borrowed. Fails with
+ * MIRA_ERR_IO when the address cannot be listened on, MIRA_ERR_ARGUMENT for bad options.
+ */
+MIRA_API mira_web_server *mira_web_server_new(const mira_web_server_options *opt,
+                                              mira_error **err);
+/* The port listened on. */
+MIRA_API int mira_web_server_port(const mira_web_server *s);
+/* Stop listening, close every connection (requests in progress finish first) and free.
+ * _free(NULL) is a no-op. */
+MIRA_API void mira_web_server_free(mira_web_server *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,593 @@
+/* The HTTP server of mira serve: libmicrohttpd, routing, content negotiation, request logs. */
+#include "web/web_int.h"
+
+#include "mira/json.h"
+#include "net/net.h"
+
+#include <microhttpd.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+/*
+ * libmicrohttpd runs a thread per connection (MHD_USE_THREAD_PER_CONNECTION, with its
+ * internal thread accepting): a search waits on the index (SQLite or PostgreSQL), and a thread
+ * of its own keeps that wait from stalling the other connections, as an event loop shared by
+ * many connections would; the count of connections is bounded (max_connections), as the
+ * DIMSE server bounds associations. The listening socket is made by src/net (the same
+ * address handling as DIMSE) and handed to libmicrohttpd.
+ *
+ * Each connection has a conn_state (made when it opens, freed when it closes: never lost,
+ * whatever happens to a request) that holds the raw request target of its current request,
+ * which libmicrohttpd gives before parsing it (MHD_OPTION_URI_LOG_CALLBACK): the query string
+ * is parsed here, not by libmicrohttpd, so that a repeated key or a bad escape is seen, and so
+ * that the parser can be fuzzed on its own (fuzz/fuzz_qido.c).
+ */
+
+struct mira_web_server {
+    mira_web_server_options opt;
+    char *bind;
+    int fd;
+    int port;
+    struct MHD_Daemon *daemon;
+};
+
+typedef struct conn_state {
+    char *target; /* the request target as sent (path and query), owned */
+    int64_t start_ms;
+    bool headers_seen; /* the current request's first call to on_request is done */
+    int status;        /* of the reply queued, 0 before */
+    size_t bytes;
+    char method[16];
+    char peer[64];
+} conn_state;
+
+void mira_web_server_options_init(mira_web_server_options *opt)
+{
+    memset(opt, 0, sizeof *opt);
+    opt->max_connections = 64;
+    opt->max_header_bytes = 32768;
+    opt->idle_seconds = 60;
+    opt->max_results = 1000;
+}
+
+/* ------------------------------------------------------------------ replies */
+
+void mira__http_reply_init(mira__http_reply *r)
+{
+    memset(r, 0, sizeof *r);
+    mira__buf_init(&r->body);
+}
+
+void mira__http_reply_cleanup(mira__http_reply *r)
+{
+    mira__buf_cleanup(&r->body);
+    for (size_t i = 0; i < r->nwarnings; i++)
+        mira_free(r->warnings[i]);
+    r->nwarnings = 0;
+}
+
+const char *mira__http_reason(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "";
+    }
+}
+
+void mira__http_reply_error(mira__http_reply *r, int status, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    r->status = status;
+    r->content_type = "application/json";
+    r->body.len = 0;
+    mira_json_writer *w = mira_json_writer_new(false);
+    char *json = NULL;
+    size_t len = 0;
+    if (w) {
+        mira_json_begin_object(w);
+        mira_json_key(w, "status");
+        mira_json_int(w, status);
+        mira_json_key(w, "error");
+        mira_json_cstring(w, mira__http_reason(status));
+        mira_json_key(w, "message");
+        mira_json_cstring(w, msg);
+        mira_json_end_object(w);
+        json = mira_json_writer_finish(w, &len, NULL);
+        mira_json_writer_free(w);
+    }
+    if (json)
+        mira__buf_append(&r->body, json, len);
+    mira_free(json);
+}
+
+void mira__http_reply_warning(mira__http_reply *r, const char *text)
+{
+    if (r->nwarnings == MIRA__HTTP_MAX_WARNINGS)
+        return;
+    size_t n = strlen(text) + 32;
+    char *w = mira_malloc(n);
+    if (!w)
+        return;
+    snprintf(w, n, "299 mira: \"%s\"", text);
+    r->warnings[r->nwarnings++] = w;
+}
+
+static int hex(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+char *mira__url_decode(const char *s, size_t len, bool plus_is_space, mira_error **err)
+{
+    char *out = mira_malloc(len + 1);
+    if (!out) {
+        mira_error_set(err, MIRA_ERR_NOMEM, NULL, "decoding a URL");
+        return NULL;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '%') {
+            int a = i + 1 < len ? hex(s[i + 1]) : -1;
+            int b = i + 2 < len ? hex(s[i + 2]) : -1;
+            int h = a >= 0 && b >= 0 ? a * 16 + b : -1;
+            if (h <= 0) {
+                mira_error_set(err, MIRA_ERR_INVALID, "Bad URL",
+                               h == 0 ? "a NUL byte (%%00) at offset %zu"
+                                      : "a '%%' not followed by two hex digits at offset %zu",
+                               i);
+                mira_free(out);
+                return NULL;
+            }
+            out[o++] = (char)h;
+            i += 2;
+        } else if (c == '\0') {
+            mira_error_set(err, MIRA_ERR_INVALID, "Bad URL", "a NUL byte at offset %zu", i);
+            mira_free(out);
+            return NULL;
+        } else {
+            out[o++] = plus_is_space && c == '+' ? ' ' : c;
+        }
+    }
+    out[o] = 0;
+    return out;
+}
+
+/* ------------------------------------------------------------------ content negotiation */
+
+/* True if the Accept header (NULL: none) admits a DICOM JSON reply; *plain is set when only
+ * application/json is admitted (the reply is then labelled so). */
+static bool accepts_json(const char *accept, bool *plain)
+{
+    *plain = false;
+    if (!accept || !*accept)
+        return true;
+    bool dicom = false, json = false;
+    for (const char *p = accept; *p;) {
+        size_t n = strcspn(p, ",");
+        char range[128];
+        snprintf(range, sizeof range, "%.*s", (int)(n < 127 ? n : 127), p);
+        /* the media range, then its parameters: q=0 refuses it */
+        char *semi = strchr(range, ';');
+        bool refused = false;
+        if (semi) {
+            *semi = 0;
+            for (char *q = semi + 1; q && *q; q = strchr(q, ';') ? strchr(q, ';') + 1 : NULL) {
+                while (*q == ' ' || *q == '\t')
+                    q++;
+                if ((q[0] == 'q' || q[0] == 'Q') && q[1] == '=') {
+                    double v = strtod(q + 2, NULL);
+                    refused = v <= 0;
+                }
+            }
+        }
+        char *t = range;
+        while (*t == ' ' || *t == '\t')
+            t++;
+        size_t l = strlen(t);
+        while (l && (t[l - 1] == ' ' || t[l - 1] == '\t'))
+            t[--l] = 0;
+        if (!refused) {
+            if (strcasecmp(t, "application/dicom+json") == 0 || strcasecmp(t, "*/*") == 0 ||
+                strcasecmp(t, "application/*") == 0)
+                dicom = true;
+            else if (strcasecmp(t, "application/json") == 0)
+                json = true;
+        }
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    *plain = !dicom && json;
+    return dicom || json;
+}
+
+/* ------------------------------------------------------------------ routing */
+
+typedef struct route {
+    mira_level level;
+    char *study, *series; /* decoded UIDs of the path (owned), or NULL */
+} route;
+
+/* Match the path of a request target (up to '?' or the end); 404 unless it is a QIDO-RS
+ * resource. */
+static bool match_route(const char *path, size_t len, route *rt, mira__http_reply *r)
+{
+    memset(rt, 0, sizeof *rt);
+    const char *seg[8];
+    size_t seglen[8], n = 0;
+    if (len == 0 || path[0] != '/') {
+        mira__http_reply_error(r, 404, "no resource here");
+        return false;
+    }
+    for (size_t i = 1; i <= len;) {
+        size_t j = i;
+        while (j < len && path[j] != '/')
+            j++;
+        if (n == 8) {
+            n = 9;
+            break;
+        }
+        seg[n] = path + i;
+        seglen[n++] = j - i;
+        i = j + 1;
+    }
+#define SEG(k, s) (seglen[k] == sizeof(s) - 1 && memcmp(seg[k], s, sizeof(s) - 1) == 0)
+    bool found = false;
+    int study_at = -1, series_at = -1;
+    if (n >= 2 && n <= 6 && SEG(0, "dicomweb")) {
+        if (n == 2 && SEG(1, "studies")) {
+            rt->level = MIRA_LEVEL_STUDY, found = true;
+        } else if (n == 2 && SEG(1, "series")) {
+            rt->level = MIRA_LEVEL_SERIES, found = true;
+        } else if (n == 2 && SEG(1, "instances")) {
+            rt->level = MIRA_LEVEL_INSTANCE, found = true;
+        } else if (n == 4 && SEG(1, "studies") && SEG(3, "series")) {
+            rt->level = MIRA_LEVEL_SERIES, study_at = 2, found = true;
+        } else if (n == 4 && SEG(1, "studies") && SEG(3, "instances")) {
+            rt->level = MIRA_LEVEL_INSTANCE, study_at = 2, found = true;
+        } else if (n == 6 && SEG(1, "studies") && SEG(3, "series") && SEG(5, "instances")) {
+            rt->level = MIRA_LEVEL_INSTANCE, study_at = 2, series_at = 4, found = true;
+        }
+    }
+#undef SEG
+    if (!found) {
+        mira__http_reply_error(r, 404, "no resource here (QIDO-RS: /dicomweb/studies, "
+                                       "/dicomweb/series, /dicomweb/instances and below)");
+        return false;
+    }
+    int at[2] = {study_at, series_at};
+    char **out[2] = {&rt->study, &rt->series};
+    for (int k = 0; k < 2; k++) {
+        if (at[k] < 0)
+            continue;
+        mira_error *err = NULL;
+        char *uid = mira__url_decode(seg[at[k]], seglen[at[k]], false, &err);
+        if (!uid || !mira__uid_valid(uid, strlen(uid))) {
+            mira__http_reply_error(r, 400, "the %s UID in the path is not a UID%s%s",
+                                   k ? "Series Instance" : "Study Instance", err ? ": " : "",
+                                   err ? mira_error_get_message(err) : "");
+            mira_error_free(err);
+            mira_free(uid);
+            return false;
+        }
+        *out[k] = uid;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------ requests */
+
+static void serve(mira_web_server *s, struct MHD_Connection *c, const char *method,
+                  const char *target, mira__http_reply *r, bool *allow)
+{
+    size_t tlen = strlen(target);
+    const char *qm = memchr(target, '?', tlen);
+    size_t plen = qm ? (size_t)(qm - target) : tlen;
+    route rt;
+    if (!match_route(target, plen, &rt, r))
+        return;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        *allow = true;
+        mira__http_reply_error(r, 405, "%s is not allowed here: a search takes GET", method);
+    } else {
+        bool plain;
+        const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept");
+        if (!accepts_json(accept, &plain)) {
+            mira__http_reply_error(r, 406, "a search answers application/dicom+json or "
+                                           "application/json only");
+        } else {
+            mira__qido_query q;
+            mira_error *err = NULL;
+            const char *query = qm ? qm + 1 : "";
+            if (!mira__qido_parse(rt.level, rt.study, rt.series, query, strlen(query), &q, &err)) {
+                if (mira_error_get_code(err) == MIRA_ERR_NOMEM)
+                    mira__http_reply_error(r, 503, "out of memory");
+                else
+                    mira__http_reply_error(r, 400, "%s", mira_error_get_message(err));
+                mira_error_free(err);
+            } else {
+                mira__qido_search(s->opt.archive, s->opt.max_results, &q, r);
+                if (plain && r->content_type && strcmp(r->content_type, "application/dicom+json") == 0)
+                    r->content_type = "application/json";
+            }
+            mira__qido_query_cleanup(&q);
+        }
+    }
+    mira_free(rt.study);
+    mira_free(rt.series);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
+{
+    mira_web_server *s = cls;
+    conn_state *cs = *req_cls;
+    (void)url;
+    (void)version;
+    (void)upload_data;
+    if (cs && !cs->headers_seen) {
+        /* the first call has the headers; replying only on a later one, once any body has
+         * been read, lets the connection be kept alive */
+        cs->headers_seen = true;
+        return MHD_YES;
+    }
+    if (*upload_data_size) { /* a body to a search: read and dropped */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (cs && cs->status)
+        return MHD_YES; /* answered already */
+    if (cs)
+        snprintf(cs->method, sizeof cs->method, "%s", method);
+    mira__http_reply r;
+    mira__http_reply_init(&r);
+    bool allow = false;
+    if (!cs || !cs->target)
+        mira__http_reply_error(&r, 503, "out of memory");
+    else
+        serve(s, c, method, cs->target, &r, &allow);
+    if (r.body.failed) {
+        r.body.len = 0;
+        r.status = 503;
+    }
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        r.body.len, r.body.len ? r.body.data : (void *)"", MHD_RESPMEM_MUST_COPY);
+    enum MHD_Result ret = MHD_NO;
+    if (resp) {
+        if (r.content_type && r.body.len)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r.content_type);
+        for (size_t i = 0; i < r.nwarnings; i++)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_WARNING, r.warnings[i]);
+        if (allow)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+        ret = MHD_queue_response(c, (unsigned)r.status, resp);
+        MHD_destroy_response(resp);
+    }
+    if (cs) {
+        cs->status = r.status;
+        cs->bytes = r.status == 204 ? 0 : r.body.len;
+    }
+    mira__http_reply_cleanup(&r);
+    return ret;
+}
+
+/* The raw request target, before libmicrohttpd parses it: kept in the connection's state. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    (void)cls;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn_state *cs = ci ? ci->socket_context : NULL;
+    if (!cs)
+        return NULL;
+    mira_free(cs->target);
+    cs->target = mira_strdup(uri);
+    cs->start_ms = mira__now_ms();
+    cs->status = 0;
+    cs->bytes = 0;
+    cs->headers_seen = false;
+    return cs;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode what)
+{
+    (void)cls;
+    if (what == MHD_CONNECTION_NOTIFY_STARTED) {
+        conn_state *cs = mira_calloc(1, sizeof *cs);
+        if (cs) {
+            const union MHD_ConnectionInfo *ci =
+                MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+            const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+            char host[48] = "?";
+            int port = 0;
+            if (sa && sa->sa_family == AF_INET) {
+                const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+                inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+                port = ntohs(in->sin_port);
+            } else if (sa && sa->sa_family == AF_INET6) {
+                const struct sockaddr_in6 *in = (const struct sockaddr_in6 *)sa;
+                inet_ntop(AF_INET6, &in->sin6_addr, host, sizeof host);
+                port = ntohs(in->sin6_port);
+            }
+            snprintf(cs->peer, sizeof cs->peer, "%s:%d", host, port);
+        }
+        *socket_context = cs;
+    } else {
+        conn_state *cs = *socket_context;
+        if (cs)
+            mira_free(cs->target);
+        mira_free(cs);
+        *socket_context = NULL;
+    }
+}
+
+/* One log line per request: method, path, the names (never the values: they may be patient
+ * names) of the query's parameters, status, bytes, time. */
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    mira_web_server *s = cls;
+    conn_state *cs = *req_cls;
+    (void)c;
+    if (!cs || !s->opt.log || !cs->target)
+        return;
+    char line[1024];
+    size_t tlen = strlen(cs->target);
+    const char *qm = memchr(cs->target, '?', tlen);
+    size_t plen = qm ? (size_t)(qm - cs->target) : tlen;
+    char keys[256] = "";
+    if (qm) {
+        size_t k = 0;
+        for (const char *p = qm + 1; *p && k + 2 < sizeof keys;) {
+            size_t n = strcspn(p, "=&");
+            if (n && k)
+                keys[k++] = ',';
+            for (size_t i = 0; i < n && k + 2 < sizeof keys; i++)
+                keys[k++] = p[i];
+            p += n;
+            p += strcspn(p, "&");
+            if (*p == '&')
+                p++;
+        }
+        keys[k] = 0;
+    }
+    int64_t ms = mira__now_ms() - cs->start_ms;
+    if (cs->status)
+        snprintf(line, sizeof line, "http %s: %s %.*s%s%s -> %d, %zu bytes, %lld ms", cs->peer,
+                 cs->method, (int)(plen < 300 ? plen : 300), cs->target, *keys ? " keys " : "",
+                 keys,
+                 cs->status, cs->bytes, (long long)ms);
+    else
+        snprintf(line, sizeof line, "http %s: %s %.*s: no reply (%s)", cs->peer, cs->method,
+                 (int)(plen < 300 ? plen : 300), cs->target,
+                 toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? "timed out"
+                 : toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? "server stopping"
+                                                                  : "connection closed");
+    s->opt.log(s->opt.log_ctx, cs->status >= 500 ? MIRA_LOG_WARNING : MIRA_LOG_INFO, line);
+    mira_free(cs->target); /* the next request on the connection sets its own */
+    cs->target = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    mira_web_server *s = cls;
+    if (!s->opt.log)
+        return;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = 0;
+    char line[600];
+    snprintf(line, sizeof line, "http: %s", msg);
+    s->opt.log(s->opt.log_ctx, MIRA_LOG_WARNING, line);
+}
+
+/* ------------------------------------------------------------------ the server */
+
+mira_web_server *mira_web_server_new(const mira_web_server_options *opt, mira_error **err)
+{
+    if (!opt || !opt->archive || opt->port < 0 || opt->port > 65535 ||
+        opt->max_connections < 1 || opt->max_header_bytes < 4096 || opt->idle_seconds < 1) {
+        mira_error_set(err, MIRA_ERR_ARGUMENT, "Bad HTTP server options",
+                       "an archive, a port 0 to 65535, at least one connection, 4096 bytes "
+                       "of headers and a second of idle time are needed");
+        return NULL;
+    }
+    mira_web_server *s = mira_calloc(1, sizeof *s);
+    if (!s) {
+        mira_error_set(err, MIRA_ERR_NOMEM, NULL, "HTTP server");
+        return NULL;
+    }
+    s->opt = *opt;
+    s->fd = -1;
+    s->bind = mira_strdup(opt->bind && *opt->bind ? opt->bind : "127.0.0.1");
+    if (!s->bind) {
+        mira_error_set(err, MIRA_ERR_NOMEM, NULL, "HTTP server");
+        mira_free(s);
+        return NULL;
+    }
+    s->opt.bind = s->bind;
+    s->fd = mira__tcp_listen(s->bind, opt->port, 128, &s->port, err);
+    if (s->fd < 0) {
+        mira_error_prefix(err, "HTTP: ");
+        mira_web_server_free(s);
+        return NULL;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                     MHD_USE_AUTO | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    s->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)s->fd, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)opt->max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)opt->max_header_bytes, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)opt->idle_seconds, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, s, MHD_OPTION_END);
+    if (!s->daemon) {
+        mira_error_set(err, MIRA_ERR_IO, "HTTP server failed",
+                       "libmicrohttpd could not start on %s:%d", s->bind, s->port);
+        mira_web_server_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+int mira_web_server_port(const mira_web_server *s)
+{
+    return s ? s->port : -1;
+}
+
+void mira_web_server_free(mira_web_server *s)
+{
+    if (!s)
+        return;
+    if (s->daemon) {
+        /* stop accepting first, so that no connection arrives while the others close */
+        MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+        s->fd = fd != MHD_INVALID_SOCKET ? fd : -1; /* else libmicrohttpd closes it */
+        MHD_stop_daemon(s->daemon);
+    }
+    if (s->fd >= 0)
+        close(s->fd);
+    mira_free(s->bind);
+    mira_free(s);
+}

@@ -1,0 +1,71 @@
+/* The web module's internal declarations: HTTP replies and the QIDO-RS search. */
+#ifndef MIRA_WEB_INT_H
+#define MIRA_WEB_INT_H
+
+#include "mira/web.h"
+
+#include "core/buf.h"
+
+#define MIRA__HTTP_MAX_WARNINGS 4
+
+/* A reply being made: status, body, and the headers the services set. */
+typedef struct mira__http_reply {
+    int status;
+    mira__buf body;
+    const char *content_type; /* static text */
+    char *warnings[MIRA__HTTP_MAX_WARNINGS]; /* Warning header values (owned) */
+    size_t nwarnings;
+} mira__http_reply;
+
+void mira__http_reply_init(mira__http_reply *r);
+void mira__http_reply_cleanup(mira__http_reply *r);
+/* An error reply: status and a JSON body {"status", "error", "message"}. */
+void mira__http_reply_error(mira__http_reply *r, int status, const char *fmt, ...)
+    MIRA_PRINTF(3, 4);
+/* Add a Warning header (PS3.18 8.3.4.4 uses "299 mira: \"text\""): text is the quoted part. */
+void mira__http_reply_warning(mira__http_reply *r, const char *text);
+/* The reason phrase of a status ("Bad Request"). */
+const char *mira__http_reason(int status);
+
+/*
+ * Percent-decode s[0..len) ('+' becomes a space when plus_is_space, as in a query string):
+ * owned text, NULL with MIRA_ERR_INVALID for a bad escape or a NUL byte (or NOMEM).
+ */
+char *mira__url_decode(const char *s, size_t len, bool plus_is_space, mira_error **err);
+
+/* ------------------------------------------------------------------ QIDO-RS */
+
+/* A QIDO-RS search, parsed (PS3.18 10.6.1 and 8.3.4). */
+typedef struct mira__qido_query {
+    mira_level level;
+    /* matching keys (with values) and return keys (empty), as mira_archive_find takes them */
+    mira_dataset *identifier;
+    uint64_t limit; /* 0: none given */
+    uint64_t offset;
+    bool fuzzy;        /* fuzzymatching=true was asked (not supported: a Warning) */
+    bool availability; /* Instance Availability is returned (every instance is ONLINE) */
+    mira__buf not_held; /* includefields the index does not hold, "ggggeeee,..." */
+} mira__qido_query;
+
+/*
+ * Parse a search: level, the UIDs of the path (study NULL for /studies, /series and
+ * /instances; series NULL unless /studies/S/series/R/instances) and the query string
+ * (query[0..len), without '?', percent-encoded). Fills q (cleaned up with
+ * mira__qido_query_cleanup, also after a failure). Fails with MIRA_ERR_ARGUMENT and a message
+ * fit for a 400 reply: an unknown attribute, a key the index cannot match on, a malformed UID,
+ * date, time or number, a bad limit, offset or fuzzymatching, a bad percent escape.
+ */
+bool mira__qido_parse(mira_level level, const char *study, const char *series, const char *query,
+                      size_t len, mira__qido_query *q, mira_error **err);
+void mira__qido_query_cleanup(mira__qido_query *q);
+
+/* Run a parsed search on the archive into r: 200 with application/dicom+json, 204 when nothing
+ * matches (PS3.18 8.3.4.4.1), 500 if the archive fails. max_results: as in the options. */
+void mira__qido_search(mira_archive *a, uint64_t max_results, const mira__qido_query *q,
+                       mira__http_reply *r);
+
+/* True if s is a UID (PS3.5 9.1: 1 to 64 characters, digits in dot-separated components,
+ * no leading zero in a component of several digits). */
+bool mira__uid_valid(const char *s, size_t len);
+
+#endif
