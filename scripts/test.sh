@@ -252,6 +252,7 @@ seed_dir() {
     case $target in
     fuzz_json*) pattern='*.json' ;;
     fuzz_qido*) pattern='' ;; # query strings: its seeds are the checked-in fuzz/corpus/fuzz_qido
+    fuzz_multipart*) pattern='' ;; # bodies: its seeds are the checked-in fuzz/corpus/fuzz_multipart
     *) pattern='*.dcm' ;;
     esac
     if [ -n "$pattern" ] && [ -d "$pydicom_data" ]; then
