@@ -8,6 +8,7 @@
 #include "mira/pixel.h"
 #include "mira/image.h"
 #include "mira/archive.h"
+#include "mira/accounts.h"
 #include "mira/worklist.h"
 #include "mira/deid.h"
 #include "mira/tls.h"

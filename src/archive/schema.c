@@ -161,7 +161,56 @@ static const char *const migration_3 =
     "ALTER TABLE storage_commitments ADD COLUMN claim @BIG@;"
     "CREATE INDEX storage_commitments_retry ON storage_commitments (retry_at);";
 
-static const char *const migrations[] = {migration_1, migration_2, migration_3};
+/*
+ * Version 4: accounts and the audit log (include/mira/accounts.h). A password is kept only as
+ * its Argon2id hash in PHC form, a token only as the SHA-256 (hex) of its text, looked up by
+ * that hash (unique index); expires_at is Unix seconds. The audit log is append-only: the
+ * backend-specific part below (triggers) makes the database refuse UPDATE and DELETE on it.
+ * Users are named in audit rows by name, not by key, so that removing a user keeps its trail.
+ */
+static const char *const migration_4 =
+    "CREATE TABLE users ("
+    " pk @PK@, name TEXT NOT NULL UNIQUE, role TEXT NOT NULL, password_hash TEXT NOT NULL,"
+    " created_at TEXT NOT NULL, updated_at TEXT NOT NULL);"
+    "CREATE TABLE tokens ("
+    " pk @PK@, user_pk @BIG@ NOT NULL REFERENCES users (pk) ON DELETE CASCADE,"
+    " hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, expires_at @BIG@ NOT NULL,"
+    " revoked_at TEXT, source TEXT NOT NULL);"
+    "CREATE INDEX tokens_user ON tokens (user_pk);"
+    "CREATE TABLE audit ("
+    " pk @PK@, at TEXT NOT NULL, user_name TEXT NOT NULL, role TEXT NOT NULL,"
+    " event TEXT NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL, studies TEXT NOT NULL,"
+    " series TEXT NOT NULL, peer TEXT NOT NULL, status INTEGER NOT NULL, detail TEXT NOT NULL);"
+    "CREATE INDEX audit_at ON audit (at);"
+    "CREATE INDEX audit_user ON audit (user_name, at);";
+
+static const char *const migrations[] = {migration_1, migration_2, migration_3, migration_4};
+
+/*
+ * What a migration needs that the two backends spell differently, run after it in the same
+ * transaction. By version; NULL, or no entry: nothing. Version 4: the audit table refuses
+ * UPDATE and DELETE (and, in PostgreSQL, TRUNCATE) by a trigger that raises an error. (SQLite's
+ * DROP TABLE and PostgreSQL's owner disabling the trigger are outside what a trigger can stop:
+ * the index's owner can always destroy it; the point is that no mira code path, bug or SQL
+ * slip can rewrite history.)
+ */
+static const struct {
+    const char *sqlite, *postgres;
+} backend_specific[] = {
+    {NULL, NULL},
+    {NULL, NULL},
+    {NULL, NULL},
+    {"CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
+     " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+     "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+     " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+     "CREATE OR REPLACE FUNCTION mira_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS"
+     " $$BEGIN RAISE EXCEPTION 'the audit log is append-only'; END$$;"
+     "CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit"
+     " FOR EACH ROW EXECUTE FUNCTION mira_audit_append_only();"
+     "CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit"
+     " FOR EACH STATEMENT EXECUTE FUNCTION mira_audit_append_only();"},
+};
 
 /*
  * PostgreSQL only, after the migration of the same index, where the server has the pg_trgm
@@ -250,6 +299,14 @@ bool mira__schema_migrate(mira__db *db, mira_error **err)
         bool ok = mira__db_exec(db, sql, err);
         mira_free(sql);
         if (!ok) {
+            mira_error_prefix(err, "schema migration to version %lld: ", (long long)v + 1);
+            goto fail;
+        }
+        const char *extra =
+            (size_t)v < sizeof backend_specific / sizeof backend_specific[0]
+                ? (postgres ? backend_specific[v].postgres : backend_specific[v].sqlite)
+                : NULL;
+        if (extra && !mira__db_exec(db, extra, err)) {
             mira_error_prefix(err, "schema migration to version %lld: ", (long long)v + 1);
             goto fail;
         }

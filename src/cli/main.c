@@ -33,6 +33,8 @@ static const command commands[] = {
     {"worklist", mira_cli_worklist, "add, list and delete scheduled procedure steps (worklist)"},
     {"send", mira_cli_send, "C-STORE files, folders or an archive query to a DICOM peer"},
     {"qr", mira_cli_qr, "C-FIND, C-MOVE or C-GET a DICOM peer (Query/Retrieve SCU)"},
+    {"user", mira_cli_user, "add, list and remove the users of the HTTP server; their tokens"},
+    {"audit", mira_cli_audit, "read the audit log (sign-ins and accesses to patient data)"},
 };
 
 static void usage(FILE *out)
