@@ -23,6 +23,9 @@ typedef struct mira_web_server_options {
     /* QIDO-RS: the most matches one response holds, also used when a search gives no limit
      * (default 1000); more are cut, with the Warning header PS3.18 8.3.4.4 names. */
     uint64_t max_results;
+    /* STOW-RS: the largest request body taken, in bytes (0, the default: no limit); a larger
+     * one is answered 413 (before it is read when its Content-Length says so). */
+    uint64_t max_body_bytes;
     mira_log_fn log; /* every request, at info level; NULL: nothing is logged */
     void *log_ctx;
 } mira_web_server_options;
@@ -34,8 +37,9 @@ typedef struct mira_web_server mira_web_server;
 /*
  * Listen and serve, on threads of the server's own, until mira_web_server_free: HTTP/1.1
  * with keep-alive, a thread per connection. Routes: QIDO-RS under /dicomweb (studies,
- * series, instances). The options' strings are copied; the archive is borrowed. Fails with
- * MIRA_ERR_IO when the address cannot be listened on, MIRA_ERR_ARGUMENT for bad options.
+ * series, instances) and STOW-RS (POST /dicomweb/studies[/{study}]). The options' strings
+ * are copied; the archive is borrowed. Fails with MIRA_ERR_IO when the address cannot be
+ * listened on, MIRA_ERR_ARGUMENT for bad options.
  */
 MIRA_API mira_web_server *mira_web_server_new(const mira_web_server_options *opt,
                                               mira_error **err);

@@ -4,6 +4,7 @@
 #include "serve_security.h"
 #include "serve_peers.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -27,7 +28,8 @@ static void usage(FILE *out)
             "\"verify_peer\", \"port\", \"only\"}, \"accept\": {\"AE\": [\"store\", ...] or\n"
             "{\"permissions\": [...], \"hosts\": [...]}, \"*\": [...]}, \"users\": {\"NAME\":\n"
             "{\"password\": HASH, \"permissions\": [...]}}, \"require_user\"}; and the \"http\"\n"
-            "object: {\"port\", \"bind\", \"max_connections\", \"max_results\", \"enabled\"}.\n"
+            "object: {\"port\", \"bind\", \"max_connections\", \"max_results\", \"max_body_bytes\",\n"
+            "\"enabled\"}.\n"
             "The HTTP server answers DICOMweb searches (QIDO-RS) under /dicomweb.\n\n"
             "options:\n" MIRA_ARCHIVE_CLI_HELP
             "  --duplicates P     keep (default), overwrite or reject re-sent instances\n"
@@ -53,6 +55,7 @@ static void usage(FILE *out)
             "  --http-max-connections N  at once (default 64)\n"
             "  --http-max-results N  most matches a search returns, and its default limit\n"
             "                     (default 1000)\n"
+            "  --http-max-body N  largest STOW-RS request body in bytes (default 0: no limit)\n"
             "  --no-http          no HTTP server\n" MIRA_CLI_SECURITY_HELP
             MIRA_CLI_PEERS_HELP "  --quiet            log warnings and errors only\n"
             "Prints \"listening on ADDRESS:PORT\" on stdout once it accepts connections, then\n"
@@ -175,23 +178,27 @@ static bool http_from_config(const mira_json *root, const char *path,
     if (!d || mira_json_get_type(d) != MIRA_JSON_OBJECT)
         return true;
     bool ok = true;
-    static const char *const ints[] = {"port", "max_connections", "max_results"};
-    static const double hi[] = {65535, 10000, 1e9};
-    for (size_t i = 0; i < 3; i++) {
+    static const char *const ints[] = {"port", "max_connections", "max_results",
+                                       "max_body_bytes"};
+    static const double hi[] = {65535, 10000, 1e9, 9e15};
+    for (size_t i = 0; i < 4; i++) {
         mira_json *v = mira_json_get(d, ints[i]);
         if (!v)
             continue;
         double n = mira_json_get_type(v) == MIRA_JSON_NUMBER ? mira_json_get_number(v) : -1;
-        if (n < (i ? 1 : 0) || n > hi[i] || n != (double)(long long)n) {
+        int lo = i == 0 || i == 3 ? 0 : 1;
+        if (n < lo || n > hi[i] || n != (double)(long long)n) {
             fprintf(stderr, "mira serve: %s: http.%s is not a number from %d to %.0f\n", path,
-                    ints[i], i ? 1 : 0, hi[i]);
+                    ints[i], lo, hi[i]);
             ok = false;
         } else if (i == 0) {
             h->port = (int)n;
         } else if (i == 1) {
             h->max_connections = (int)n;
-        } else {
+        } else if (i == 2) {
             h->max_results = (uint64_t)n;
+        } else {
+            h->max_body_bytes = (uint64_t)n;
         }
     }
     mira_json *v;
@@ -365,6 +372,9 @@ int mira_cli_serve(int argc, char **argv)
         } else if (strcmp(a, "--http-max-results") == 0 &&
                    parse_int(argv[i + 1], 1, 1000000000, &v)) {
             ho.max_results = (uint64_t)v;
+            i++;
+        } else if (strcmp(a, "--http-max-body") == 0 && parse_int(argv[i + 1], 0, LONG_MAX, &v)) {
+            ho.max_body_bytes = (uint64_t)v;
             i++;
         } else if (strcmp(a, "--aet") == 0 && strlen(argv[i + 1]) <= 16 && *argv[i + 1]) {
             o.ae_title = argv[++i];

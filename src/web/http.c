@@ -7,6 +7,7 @@
 #include <microhttpd.h>
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,14 @@
  * which libmicrohttpd gives before parsing it (MHD_OPTION_URI_LOG_CALLBACK): the query string
  * is parsed here, not by libmicrohttpd, so that a repeated key or a bad escape is seen, and so
  * that the parser can be fuzzed on its own (fuzz/fuzz_qido.c).
+ *
+ * A request is routed when its headers have arrived (the first call of on_request). A route
+ * that takes a body (STOW-RS) gets a consumer then (mira__http_body, in the conn_state), fed
+ * each piece of the body as libmicrohttpd reads it, so no body is ever held whole; other
+ * requests' bodies are read and dropped. The reply is made and queued on the last call, once
+ * the body has ended, except a refusal that makes reading the body pointless (413 from the
+ * Content-Length), queued on the first call: libmicrohttpd then skips the body (a client
+ * that sent Expect: 100-continue never sends it) and closes the connection.
  */
 
 struct mira_web_server {
@@ -45,6 +54,13 @@ typedef struct conn_state {
     bool headers_seen; /* the current request's first call to on_request is done */
     int status;        /* of the reply queued, 0 before */
     size_t bytes;
+    uint64_t received; /* bytes of the request body */
+    /* the route's consumer of the body (body.ctx NULL: none, the body is dropped) */
+    mira__http_body body;
+    bool body_done; /* the consumer has decided: the rest of the body is dropped */
+    /* a reply decided from the headers, queued once the body has been dropped */
+    mira__http_reply decided;
+    bool has_decided;
     char method[16];
     char peer[64];
 } conn_state;
@@ -79,6 +95,8 @@ const char *mira__http_reason(int status)
     switch (status) {
     case 200:
         return "OK";
+    case 202:
+        return "Accepted";
     case 204:
         return "No Content";
     case 400:
@@ -89,6 +107,12 @@ const char *mira__http_reason(int status)
         return "Method Not Allowed";
     case 406:
         return "Not Acceptable";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
     case 500:
         return "Internal Server Error";
     case 503:
@@ -241,10 +265,12 @@ static bool accepts_json(const char *accept, bool *plain)
 typedef struct route {
     mira_level level;
     char *study, *series; /* decoded UIDs of the path (owned), or NULL */
+    bool store;      /* POST stores here (STOW-RS) */
+    bool store_only; /* and it is no search: /dicomweb/studies/{study} */
 } route;
 
-/* Match the path of a request target (up to '?' or the end); 404 unless it is a QIDO-RS
- * resource. */
+/* Match the path of a request target (up to '?' or the end); 404 unless it is a QIDO-RS or
+ * STOW-RS resource. */
 static bool match_route(const char *path, size_t len, route *rt, mira__http_reply *r)
 {
     memset(rt, 0, sizeof *rt);
@@ -271,7 +297,10 @@ static bool match_route(const char *path, size_t len, route *rt, mira__http_repl
     int study_at = -1, series_at = -1;
     if (n >= 2 && n <= 6 && SEG(0, "dicomweb")) {
         if (n == 2 && SEG(1, "studies")) {
-            rt->level = MIRA_LEVEL_STUDY, found = true;
+            rt->level = MIRA_LEVEL_STUDY, rt->store = true, found = true;
+        } else if (n == 3 && SEG(1, "studies") && seglen[2] > 0) {
+            rt->level = MIRA_LEVEL_STUDY, study_at = 2, found = true;
+            rt->store = rt->store_only = true;
         } else if (n == 2 && SEG(1, "series")) {
             rt->level = MIRA_LEVEL_SERIES, found = true;
         } else if (n == 2 && SEG(1, "instances")) {
@@ -287,7 +316,8 @@ static bool match_route(const char *path, size_t len, route *rt, mira__http_repl
 #undef SEG
     if (!found) {
         mira__http_reply_error(r, 404, "no resource here (QIDO-RS: /dicomweb/studies, "
-                                       "/dicomweb/series, /dicomweb/instances and below)");
+                                       "/dicomweb/series, /dicomweb/instances and below; "
+                                       "STOW-RS: POST /dicomweb/studies[/{study}])");
         return false;
     }
     int at[2] = {study_at, series_at};
@@ -312,8 +342,9 @@ static bool match_route(const char *path, size_t len, route *rt, mira__http_repl
 
 /* ------------------------------------------------------------------ requests */
 
+/* A search (GET and HEAD), or the 404 or 405 of any request no route took at its headers. */
 static void serve(mira_web_server *s, struct MHD_Connection *c, const char *method,
-                  const char *target, mira__http_reply *r, bool *allow)
+                  const char *target, mira__http_reply *r, const char **allow)
 {
     size_t tlen = strlen(target);
     const char *qm = memchr(target, '?', tlen);
@@ -321,9 +352,13 @@ static void serve(mira_web_server *s, struct MHD_Connection *c, const char *meth
     route rt;
     if (!match_route(target, plen, &rt, r))
         return;
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
-        *allow = true;
-        mira__http_reply_error(r, 405, "%s is not allowed here: a search takes GET", method);
+    if (rt.store_only) {
+        *allow = "POST";
+        mira__http_reply_error(r, 405, "%s is not allowed here: a store takes POST", method);
+    } else if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        *allow = rt.store ? "GET, HEAD, POST" : "GET, HEAD";
+        mira__http_reply_error(r, 405, "%s is not allowed here: a search takes GET%s", method,
+                               rt.store ? ", a store POST" : "");
     } else {
         bool plain;
         const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept");
@@ -352,6 +387,105 @@ static void serve(mira_web_server *s, struct MHD_Connection *c, const char *meth
     mira_free(rt.series);
 }
 
+/* Queue r on c (allow: the Allow header of a 405, or NULL); its status is kept in cs. */
+static enum MHD_Result queue_reply(struct MHD_Connection *c, conn_state *cs,
+                                   mira__http_reply *r, const char *allow)
+{
+    if (r->body.failed) {
+        r->body.len = 0;
+        r->status = 503;
+    }
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        r->body.len, r->body.len ? r->body.data : (void *)"", MHD_RESPMEM_MUST_COPY);
+    enum MHD_Result ret = MHD_NO;
+    if (resp) {
+        if (r->content_type && r->body.len)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
+        for (size_t i = 0; i < r->nwarnings; i++)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_WARNING, r->warnings[i]);
+        if (allow)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+        ret = MHD_queue_response(c, (unsigned)r->status, resp);
+        MHD_destroy_response(resp);
+    }
+    if (cs) {
+        cs->status = r->status;
+        cs->bytes = r->status == 204 ? 0 : r->body.len;
+    }
+    return ret;
+}
+
+/* The base of Retrieve URLs: the Host the client named, when it is a plain host[:port], else
+ * the address listened on. */
+static void base_url(mira_web_server *s, struct MHD_Connection *c, char *out, size_t n)
+{
+    const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    bool plain = host && *host && strlen(host) < 256;
+    for (const char *p = host; plain && *p; p++)
+        plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                (*p >= '0' && *p <= '9') || strchr(".-:[]", *p);
+    if (plain)
+        snprintf(out, n, "http://%s/dicomweb", host);
+    else if (strchr(s->bind, ':'))
+        snprintf(out, n, "http://[%s]:%d/dicomweb", s->bind, s->port);
+    else
+        snprintf(out, n, "http://%s:%d/dicomweb", s->bind, s->port);
+}
+
+/* The first call of a request (its headers): a POST to a store resource gets the consumer of
+ * its body, or a reply decided now. True if a reply was queued at once (*ret its result). */
+static bool begin_request(mira_web_server *s, struct MHD_Connection *c, conn_state *cs,
+                          const char *method, enum MHD_Result *ret)
+{
+    if (strcmp(method, "POST") != 0 || !cs->target)
+        return false;
+    size_t tlen = strlen(cs->target);
+    const char *qm = memchr(cs->target, '?', tlen);
+    route rt;
+    mira__http_reply r;
+    mira__http_reply_init(&r);
+    bool store = match_route(cs->target, qm ? (size_t)(qm - cs->target) : tlen, &rt, &r) &&
+                 rt.store;
+    mira__http_reply_cleanup(&r);
+    if (!store) { /* answered by serve at the end: 404, 405 or the 400 of a bad UID */
+        mira_free(rt.study);
+        mira_free(rt.series);
+        return false;
+    }
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    char base[400];
+    base_url(s, c, base, sizeof base);
+    mira__stow_options o = {
+        .archive = s->opt.archive,
+        .study = rt.study,
+        .content_type =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
+        .content_length = cl ? strtoull(cl, NULL, 10) : UINT64_MAX,
+        .max_body = s->opt.max_body_bytes,
+        .base_url = base,
+        .peer = cs->peer,
+        .log = s->opt.log,
+        .log_ctx = s->opt.log_ctx,
+    };
+    mira__http_reply_init(&r);
+    bool started = mira__stow_begin(&o, &cs->body, &r);
+    mira_free(rt.study);
+    mira_free(rt.series);
+    if (started) {
+        mira__http_reply_cleanup(&r);
+        return false;
+    }
+    if (r.status == 413) { /* not worth reading: answered now, the connection closed after */
+        *ret = queue_reply(c, cs, &r, NULL);
+        mira__http_reply_cleanup(&r);
+        return true;
+    }
+    cs->decided = r; /* moved */
+    cs->has_decided = true;
+    return false;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -361,14 +495,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     conn_state *cs = *req_cls;
     (void)url;
     (void)version;
-    (void)upload_data;
     if (cs && !cs->headers_seen) {
         /* the first call has the headers; replying only on a later one, once any body has
          * been read, lets the connection be kept alive */
         cs->headers_seen = true;
-        return MHD_YES;
+        snprintf(cs->method, sizeof cs->method, "%s", method);
+        enum MHD_Result ret = MHD_YES;
+        begin_request(s, c, cs, method, &ret);
+        return ret;
     }
-    if (*upload_data_size) { /* a body to a search: read and dropped */
+    if (*upload_data_size) { /* a piece of the body: to the route's consumer, or dropped */
+        if (cs) {
+            cs->received += *upload_data_size;
+            if (cs->body.ctx && !cs->body_done &&
+                !cs->body.feed(cs->body.ctx, (const uint8_t *)upload_data, *upload_data_size))
+                cs->body_done = true;
+        }
         *upload_data_size = 0;
         return MHD_YES;
     }
@@ -378,34 +520,35 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         snprintf(cs->method, sizeof cs->method, "%s", method);
     mira__http_reply r;
     mira__http_reply_init(&r);
-    bool allow = false;
-    if (!cs || !cs->target)
+    const char *allow = NULL;
+    if (!cs || !cs->target) {
         mira__http_reply_error(&r, 503, "out of memory");
-    else
+    } else if (cs->has_decided) {
+        mira__http_reply_cleanup(&r);
+        r = cs->decided; /* moved */
+        cs->has_decided = false;
+    } else if (cs->body.ctx) {
+        cs->body.finish(cs->body.ctx, &r);
+    } else {
         serve(s, c, method, cs->target, &r, &allow);
-    if (r.body.failed) {
-        r.body.len = 0;
-        r.status = 503;
     }
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        r.body.len, r.body.len ? r.body.data : (void *)"", MHD_RESPMEM_MUST_COPY);
-    enum MHD_Result ret = MHD_NO;
-    if (resp) {
-        if (r.content_type && r.body.len)
-            MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r.content_type);
-        for (size_t i = 0; i < r.nwarnings; i++)
-            MHD_add_response_header(resp, MHD_HTTP_HEADER_WARNING, r.warnings[i]);
-        if (allow)
-            MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-        ret = MHD_queue_response(c, (unsigned)r.status, resp);
-        MHD_destroy_response(resp);
-    }
-    if (cs) {
-        cs->status = r.status;
-        cs->bytes = r.status == 204 ? 0 : r.body.len;
-    }
+    enum MHD_Result ret = queue_reply(c, cs, &r, allow);
     mira__http_reply_cleanup(&r);
     return ret;
+}
+
+/* Free what the connection's last request left (its target, body consumer, decided reply). */
+static void request_end(conn_state *cs)
+{
+    mira_free(cs->target);
+    cs->target = NULL;
+    if (cs->body.ctx)
+        cs->body.free(cs->body.ctx);
+    memset(&cs->body, 0, sizeof cs->body);
+    cs->body_done = false;
+    if (cs->has_decided)
+        mira__http_reply_cleanup(&cs->decided);
+    cs->has_decided = false;
 }
 
 /* The raw request target, before libmicrohttpd parses it: kept in the connection's state. */
@@ -417,11 +560,12 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     conn_state *cs = ci ? ci->socket_context : NULL;
     if (!cs)
         return NULL;
-    mira_free(cs->target);
+    request_end(cs);
     cs->target = mira_strdup(uri);
     cs->start_ms = mira__now_ms();
     cs->status = 0;
     cs->bytes = 0;
+    cs->received = 0;
     cs->headers_seen = false;
     return cs;
 }
@@ -453,7 +597,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     } else {
         conn_state *cs = *socket_context;
         if (cs)
-            mira_free(cs->target);
+            request_end(cs);
         mira_free(cs);
         *socket_context = NULL;
     }
@@ -467,8 +611,12 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     mira_web_server *s = cls;
     conn_state *cs = *req_cls;
     (void)c;
-    if (!cs || !s->opt.log || !cs->target)
+    if (!cs)
         return;
+    if (!s->opt.log || !cs->target) {
+        request_end(cs);
+        return;
+    }
     char line[1024];
     size_t tlen = strlen(cs->target);
     const char *qm = memchr(cs->target, '?', tlen);
@@ -490,11 +638,13 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
         keys[k] = 0;
     }
     int64_t ms = mira__now_ms() - cs->start_ms;
+    char got[48] = "";
+    if (cs->received)
+        snprintf(got, sizeof got, " (%llu bytes received)", (unsigned long long)cs->received);
     if (cs->status)
-        snprintf(line, sizeof line, "http %s: %s %.*s%s%s -> %d, %zu bytes, %lld ms", cs->peer,
+        snprintf(line, sizeof line, "http %s: %s %.*s%s%s%s -> %d, %zu bytes, %lld ms", cs->peer,
                  cs->method, (int)(plen < 300 ? plen : 300), cs->target, *keys ? " keys " : "",
-                 keys,
-                 cs->status, cs->bytes, (long long)ms);
+                 keys, got, cs->status, cs->bytes, (long long)ms);
     else
         snprintf(line, sizeof line, "http %s: %s %.*s: no reply (%s)", cs->peer, cs->method,
                  (int)(plen < 300 ? plen : 300), cs->target,
@@ -502,8 +652,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
                  : toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? "server stopping"
                                                                   : "connection closed");
     s->opt.log(s->opt.log_ctx, cs->status >= 500 ? MIRA_LOG_WARNING : MIRA_LOG_INFO, line);
-    mira_free(cs->target); /* the next request on the connection sets its own */
-    cs->target = NULL;
+    request_end(cs); /* the next request on the connection sets its own */
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)

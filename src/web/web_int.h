@@ -1,4 +1,4 @@
-/* The web module's internal declarations: HTTP replies and the QIDO-RS search. */
+/* The web module's internal declarations: HTTP replies, request bodies, QIDO-RS and STOW-RS. */
 #ifndef MIRA_WEB_INT_H
 #define MIRA_WEB_INT_H
 
@@ -67,5 +67,41 @@ void mira__qido_search(mira_archive *a, uint64_t max_results, const mira__qido_q
 /* True if s is a UID (PS3.5 9.1: 1 to 64 characters, digits in dot-separated components,
  * no leading zero in a component of several digits). */
 bool mira__uid_valid(const char *s, size_t len);
+
+/* ------------------------------------------------------------------ request bodies */
+
+/* A route that consumes its request body as it arrives: http.c calls feed with each piece
+ * libmicrohttpd delivers (in order; false: the rest of the body is dropped, the route has
+ * decided), then finish once the body has ended (the reply), then free. */
+typedef struct mira__http_body {
+    bool (*feed)(void *ctx, const uint8_t *p, size_t n);
+    void (*finish)(void *ctx, mira__http_reply *r);
+    void (*free)(void *ctx);
+    void *ctx;
+} mira__http_body;
+
+/* ------------------------------------------------------------------ STOW-RS */
+
+typedef struct mira__stow_options {
+    mira_archive *archive;    /* borrowed */
+    const char *study;        /* the Study Instance UID of the path, or NULL */
+    const char *content_type; /* the request's, or NULL */
+    uint64_t content_length;  /* UINT64_MAX: not given (chunked) */
+    uint64_t max_body;        /* 0: no limit */
+    const char *base_url;     /* "http://host:port/dicomweb", for Retrieve URLs */
+    const char *peer;         /* for the log */
+    mira_log_fn log;
+    void *log_ctx;
+} mira__stow_options;
+
+/*
+ * Start a store (PS3.18 10.5): true with *body set to a consumer of the body whose finish
+ * makes the Store Instances Response (200, 202, 409, or 400/413 for a malformed or too large
+ * body); false with the reply in r when the request is refused from its headers: 415 for a
+ * Content-Type other than multipart/related; type="application/dicom", 400 for a missing or
+ * invalid boundary, 413 for a Content-Length over max_body, 503 without memory or spool.
+ * The strings of o are copied.
+ */
+bool mira__stow_begin(const mira__stow_options *o, mira__http_body *body, mira__http_reply *r);
 
 #endif

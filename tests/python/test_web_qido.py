@@ -353,9 +353,15 @@ def test_routes_methods_and_media_types(served):
                  "/dicomweb/studies/", "/dicomweb//studies", "/dicomweb/studies/1.2/series/3"):
         st, r, data = get(srv, path)
         assert st == 404 and data["status"] == 404, (path, st)
-    for method in ("POST", "PUT", "DELETE", "PATCH"):
+    for method in ("PUT", "DELETE", "PATCH"):
         st, r, data = get(srv, "/dicomweb/studies", method=method)
         assert st == 405 and "GET" in r.getheader("Allow", ""), (method, st)
+    for path in ("/dicomweb/series", "/dicomweb/instances", "/dicomweb/studies/1.2/series"):
+        st, r, data = get(srv, path, method="POST")
+        assert st == 405 and r.getheader("Allow") == "GET, HEAD", (path, st)
+    # POST /dicomweb/studies is a store (STOW-RS, test_web_stow.py): without a body's type 415
+    st, r, data = get(srv, "/dicomweb/studies", method="POST")
+    assert st == 415 and data["status"] == 415
     for accept in ("application/dicom+xml", "text/html",
                    "application/dicom+json;q=0, application/xml"):
         st, r, data = get(srv, "/dicomweb/studies", headers={"Accept": accept})
