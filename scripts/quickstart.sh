@@ -66,6 +66,14 @@ for ((i = 0; i < 100; i++)); do
     kill -0 "$(cat var/serve.pid)" 2>/dev/null || break
     sleep 0.1
 done
+# Every HTTP route needs a bearer token: an admin account, made once with a generated password
+# that is shown once (it is kept only as an Argon2id hash).
+if ! build/mira user list --archive var 2>/dev/null | grep -q '^admin '; then
+    admin_pw=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+    printf '%s\n' "$admin_pw" | build/mira user add admin --role admin --archive var >/dev/null
+    echo "quickstart: made the user 'admin' (role admin) with the password $admin_pw"
+    echo "quickstart: it is shown only now; 'build/mira user passwd admin' sets another"
+fi
 if [ $served = 1 ]; then
     echo "quickstart: mira serve answers C-ECHO on $bind:$port as MIRA (pid $(cat var/serve.pid), log var/serve.log)"
     echo "quickstart: DICOMweb (QIDO-RS) at http://$bind:$http_port/dicomweb/studies"
@@ -91,9 +99,12 @@ The DICOM server (AE MIRA, $bind:$port; stop it with: kill \$(cat var/serve.pid)
   storescu -aec MIRA $bind $port $sample
   build/mira qr find $bind $port --call MIRA --level STUDY -k PatientName='*'
   findscu -S -aec MIRA -k QueryRetrieveLevel=STUDY -k PatientName $bind $port
-DICOMweb searches (QIDO-RS) on http://$bind:$http_port/dicomweb:
-  curl 'http://$bind:$http_port/dicomweb/studies?PatientName=doe*&includefield=StudyDescription'
-  curl 'http://$bind:$http_port/dicomweb/series?Modality=MR&limit=5&offset=5'
+DICOMweb searches (QIDO-RS) on http://$bind:$http_port/dicomweb, with a bearer token (from the
+command line, or POST /auth/token with the admin password: curl -u admin -X POST .../auth/token):
+  TOKEN=\$(build/mira user token admin)
+  curl -H "Authorization: Bearer \$TOKEN" 'http://$bind:$http_port/dicomweb/studies?PatientName=doe*&includefield=StudyDescription'
+  curl -H "Authorization: Bearer \$TOKEN" 'http://$bind:$http_port/dicomweb/series?Modality=MR&limit=5&offset=5'
+Accounts: build/mira user add NAME --role admin|clinician|researcher; build/mira audit
 A modality elsewhere reaches it once it listens on the network: MIRA_BIND=0.0.0.0 (and access
 rules in mira.json, see 'build/mira serve --help').
 Run the whole test suite with: bash scripts/test.sh

@@ -10,7 +10,7 @@ extern "C" {
 #endif
 
 typedef struct mira_web_server_options {
-    const char *bind; /* address to listen on; NULL or "": 127.0.0.1 (no accounts yet) */
+    const char *bind; /* address to listen on; NULL or "": 127.0.0.1 (no TLS on HTTP yet) */
     int port;         /* 0: a free port (see mira_web_server_port) */
     /* What the services answer from (borrowed: must outlive the server; required). */
     mira_archive *archive;
@@ -37,7 +37,9 @@ typedef struct mira_web_server mira_web_server;
 /*
  * Listen and serve, on threads of the server's own, until mira_web_server_free: HTTP/1.1
  * with keep-alive, a thread per connection. Routes: QIDO-RS under /dicomweb (studies,
- * series, instances) and STOW-RS (POST /dicomweb/studies[/{study}]). The options' strings
+ * series, instances) and STOW-RS (POST /dicomweb/studies[/{study}]), to holders of a bearer
+ * token of the archive's accounts (include/mira/accounts.h; POST /auth/token makes one, GET
+ * /health needs none, GET /audit is for admins). The options' strings
  * are copied; the archive is borrowed. Fails with MIRA_ERR_IO when the address cannot be
  * listened on, MIRA_ERR_ARGUMENT for bad options.
  */

@@ -30,7 +30,8 @@ static void usage(FILE *out)
             "{\"password\": HASH, \"permissions\": [...]}}, \"require_user\"}; and the \"http\"\n"
             "object: {\"port\", \"bind\", \"max_connections\", \"max_results\", \"max_body_bytes\",\n"
             "\"enabled\"}.\n"
-            "The HTTP server answers DICOMweb searches (QIDO-RS) under /dicomweb.\n\n"
+            "The HTTP server answers DICOMweb searches (QIDO-RS) under /dicomweb, to holders\n"
+            "of a bearer token ('mira user token', or POST /auth/token; 'mira user --help').\n\n"
             "options:\n" MIRA_ARCHIVE_CLI_HELP
             "  --duplicates P     keep (default), overwrite or reject re-sent instances\n"
             "  --port N           TCP port (default 11112; 0: any free port, printed)\n"

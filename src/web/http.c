@@ -1,6 +1,8 @@
 /* The HTTP server of mira serve: libmicrohttpd, routing, content negotiation, request logs. */
 #include "web/web_int.h"
 
+#include "web/auth.h"
+
 #include "mira/json.h"
 #include "net/net.h"
 
@@ -46,6 +48,7 @@ struct mira_web_server {
     int fd;
     int port;
     struct MHD_Daemon *daemon;
+    mira__auth *auth; /* tokens, roles, sign-in, audit (auth.c) */
 };
 
 typedef struct conn_state {
@@ -63,6 +66,8 @@ typedef struct conn_state {
     bool has_decided;
     char method[16];
     char peer[64];
+    bool authorized;    /* the current request passed the access check (auth.c) */
+    mira_principal who; /* whose token it carries */
 } conn_state;
 
 void mira_web_server_options_init(mira_web_server_options *opt)
@@ -80,6 +85,8 @@ void mira__http_reply_init(mira__http_reply *r)
 {
     memset(r, 0, sizeof *r);
     mira__buf_init(&r->body);
+    mira__buf_init(&r->studies);
+    mira__buf_init(&r->series);
 }
 
 void mira__http_reply_cleanup(mira__http_reply *r)
@@ -88,6 +95,10 @@ void mira__http_reply_cleanup(mira__http_reply *r)
     for (size_t i = 0; i < r->nwarnings; i++)
         mira_free(r->warnings[i]);
     r->nwarnings = 0;
+    mira_free(r->authenticate);
+    r->authenticate = NULL;
+    mira__buf_cleanup(&r->studies);
+    mira__buf_cleanup(&r->series);
 }
 
 const char *mira__http_reason(int status)
@@ -101,6 +112,10 @@ const char *mira__http_reason(int status)
         return "No Content";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
@@ -113,6 +128,8 @@ const char *mira__http_reason(int status)
         return "Content Too Large";
     case 415:
         return "Unsupported Media Type";
+    case 429:
+        return "Too Many Requests";
     case 500:
         return "Internal Server Error";
     case 503:
@@ -344,7 +361,8 @@ static bool match_route(const char *path, size_t len, route *rt, mira__http_repl
 
 /* A search (GET and HEAD), or the 404 or 405 of any request no route took at its headers. */
 static void serve(mira_web_server *s, struct MHD_Connection *c, const char *method,
-                  const char *target, mira__http_reply *r, const char **allow)
+                  const char *target, const mira_principal *who, mira__http_reply *r,
+                  const char **allow)
 {
     size_t tlen = strlen(target);
     const char *qm = memchr(target, '?', tlen);
@@ -375,6 +393,9 @@ static void serve(mira_web_server *s, struct MHD_Connection *c, const char *meth
                 else
                     mira__http_reply_error(r, 400, "%s", mira_error_get_message(err));
                 mira_error_free(err);
+            } else if (who->role == MIRA_ROLE_RESEARCHER &&
+                       !mira__auth_deidentify_query(q.identifier, r)) {
+                /* a search by an identifying attribute: 403 in r */
             } else {
                 mira__qido_search(s->opt.archive, s->opt.max_results, &q, r);
                 if (plain && r->content_type && strcmp(r->content_type, "application/dicom+json") == 0)
@@ -405,6 +426,14 @@ static enum MHD_Result queue_reply(struct MHD_Connection *c, conn_state *cs,
             MHD_add_response_header(resp, MHD_HTTP_HEADER_WARNING, r->warnings[i]);
         if (allow)
             MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+        if (r->authenticate)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, r->authenticate);
+        char retry[24];
+        snprintf(retry, sizeof retry, "%d", r->retry_after);
+        if (r->retry_after > 0)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, retry);
+        if (r->no_store)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
         ret = MHD_queue_response(c, (unsigned)r->status, resp);
         MHD_destroy_response(resp);
     }
@@ -486,6 +515,48 @@ static bool begin_request(mira_web_server *s, struct MHD_Connection *c, conn_sta
     return false;
 }
 
+/* What the access layer needs of the current request (borrowed from c and cs). */
+static mira__auth_req auth_req(struct MHD_Connection *c, conn_state *cs, const char *method)
+{
+    mira__auth_req q = {
+        method, cs->target,
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+        cs->peer, NULL, 0,
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE)};
+    return q;
+}
+
+/* The access check (auth.c) of a request, at its headers. True: route it. False: it is
+ * answered (its reply decided, or the reader of a sign-in's body installed). */
+static bool authorize(mira_web_server *s, struct MHD_Connection *c, conn_state *cs,
+                      const char *method)
+{
+    cs->authorized = false;
+    if (!cs->target)
+        return false; /* answered 503 */
+    mira__auth_req q = auth_req(c, cs, method);
+    mira__http_reply_init(&cs->decided);
+    mira__auth_outcome o = mira__auth_request(s->auth, &q, &cs->who, &cs->decided);
+    if (o == MIRA__AUTH_GO) {
+        mira__http_reply_cleanup(&cs->decided);
+        cs->authorized = true;
+        return true;
+    }
+    if (o == MIRA__AUTH_READ_BODY) {
+        cs->body.ctx = mira__auth_signin_begin(s->auth, &q);
+        cs->body.feed = mira__auth_signin_feed;
+        cs->body.finish = mira__auth_signin_finish;
+        cs->body.free = mira__auth_signin_free;
+        if (cs->body.ctx) {
+            mira__http_reply_cleanup(&cs->decided);
+            return false;
+        }
+        mira__http_reply_error(&cs->decided, 503, "out of memory");
+    }
+    cs->has_decided = true;
+    return false;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -501,7 +572,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         cs->headers_seen = true;
         snprintf(cs->method, sizeof cs->method, "%s", method);
         enum MHD_Result ret = MHD_YES;
-        begin_request(s, c, cs, method, &ret);
+        if (authorize(s, c, cs, method))
+            begin_request(s, c, cs, method, &ret);
         return ret;
     }
     if (*upload_data_size) { /* a piece of the body: to the route's consumer, or dropped */
@@ -529,8 +601,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         cs->has_decided = false;
     } else if (cs->body.ctx) {
         cs->body.finish(cs->body.ctx, &r);
+    } else if (cs->authorized) {
+        serve(s, c, method, cs->target, &cs->who, &r, &allow);
     } else {
-        serve(s, c, method, cs->target, &r, &allow);
+        mira__http_reply_error(&r, 401, "not authorized");
+    }
+    if (cs && cs->authorized) { /* what a token holder got: to the audit log (a 503 if not) */
+        mira__auth_req q = auth_req(c, cs, method);
+        mira__auth_audit(s->auth, &q, &cs->who, &r);
     }
     enum MHD_Result ret = queue_reply(c, cs, &r, allow);
     mira__http_reply_cleanup(&r);
@@ -695,6 +773,12 @@ mira_web_server *mira_web_server_new(const mira_web_server_options *opt, mira_er
         return NULL;
     }
     s->opt.bind = s->bind;
+    s->auth = mira__auth_new(opt->archive, opt->log, opt->log_ctx);
+    if (!s->auth) {
+        mira_error_set(err, MIRA_ERR_NOMEM, NULL, "HTTP server");
+        mira_web_server_free(s);
+        return NULL;
+    }
     s->fd = mira__tcp_listen(s->bind, opt->port, 128, &s->port, err);
     if (s->fd < 0) {
         mira_error_prefix(err, "HTTP: ");
@@ -737,6 +821,7 @@ void mira_web_server_free(mira_web_server *s)
     }
     if (s->fd >= 0)
         close(s->fd);
+    mira__auth_free(s->auth);
     mira_free(s->bind);
     mira_free(s);
 }

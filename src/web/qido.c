@@ -499,13 +499,36 @@ typedef struct collect {
     uint64_t n, keep; /* matches seen, and how many go into the reply */
     bool availability;
     mira_error *err;
+    mira__buf *studies, *series; /* the UIDs in the reply, for the audit log */
 } collect;
+
+/* Add the match's UID of tag to a '\\'-separated list unless it ends the list already (the
+ * matches come in order, so repeats are mostly neighbours). */
+static void note_uid(mira__buf *list, const mira_dataset *match, mira_tag tag)
+{
+    mira_element *e = mira_dataset_get(match, tag);
+    char *uid = e ? mira_element_get_string(e, 0, NULL) : NULL;
+    if (uid && *uid) {
+        size_t n = strlen(uid);
+        const char *data = (const char *)list->data;
+        bool last = list->len >= n && memcmp(data + list->len - n, uid, n) == 0 &&
+                    (list->len == n || data[list->len - n - 1] == '\\');
+        if (!last) {
+            if (list->len)
+                mira__buf_putc(list, '\\');
+            mira__buf_append(list, uid, n);
+        }
+    }
+    mira_free(uid);
+}
 
 static bool take(void *ctx, const mira_dataset *match)
 {
     collect *c = ctx;
     if (++c->n > c->keep)
         return false; /* the one past the maximum: it tells the reply is cut */
+    note_uid(c->studies, match, 0x0020000D);
+    note_uid(c->series, match, 0x0020000E);
     char *json = mira_dataset_to_json(match, NULL, &c->err);
     if (!json)
         return false;
@@ -534,7 +557,7 @@ void mira__qido_search(mira_archive *a, uint64_t max_results, const mira__qido_q
     uint64_t keep = capped ? max_results : q->limit;
     opt.limit = capped ? keep + 1 : keep;
     opt.offset = q->offset;
-    collect c = {&r->body, 0, keep, q->availability, NULL};
+    collect c = {&r->body, 0, keep, q->availability, NULL, &r->studies, &r->series};
     mira_error *err = NULL;
     bool ok = mira_archive_find(a, q->level, q->identifier, &opt, take, &c, &err);
     if (ok && c.err) {

@@ -15,6 +15,13 @@ typedef struct mira__http_reply {
     const char *content_type; /* static text */
     char *warnings[MIRA__HTTP_MAX_WARNINGS]; /* Warning header values (owned) */
     size_t nwarnings;
+    /* set by the access layer (auth.c) */
+    char *authenticate; /* WWW-Authenticate value (owned), or NULL */
+    int retry_after;    /* seconds for Retry-After (a 429), 0: none */
+    bool no_store;      /* Cache-Control: no-store (a reply holding a token) */
+    /* the patient data in the reply, for the audit log: Study and Series Instance UIDs,
+     * separated by '\\' (filled by the services) */
+    mira__buf studies, series;
 } mira__http_reply;
 
 void mira__http_reply_init(mira__http_reply *r);

@@ -39,7 +39,8 @@ class MiraServer:
 
     Without http=True there is no HTTP server (--no-http: its default port is fixed, and
     servers of tests running at once would contend for it); with it, .http_port is the HTTP
-    server's free port (--http-port 0).
+    server's free port (--http-port 0), and .token a bearer token of a clinician ("tester",
+    made with `mira user` on the archive; web_accounts.bearer(token) is its header).
     """
 
     def __init__(self, archive_dir, *args, archive_args=None, http=False):
@@ -51,9 +52,14 @@ class MiraServer:
         self.port = None
         self.http = http
         self.http_port = None
+        self.token = None
+        self._archive_args = list(archive_args or ["--archive", str(archive_dir)])
 
     def __enter__(self):
         self.log.parent.mkdir(parents=True, exist_ok=True)
+        if self.http:  # (mira user add makes the archive if there is none yet)
+            from web_accounts import make_token
+            self.token = make_token(self._archive_args)
         self._err = open(self.log, "wb")
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self._err,
                                      stdin=subprocess.DEVNULL)

@@ -7,6 +7,7 @@ import fnmatch
 import http.client
 import json
 import socket
+import time
 import urllib.parse
 
 import pydicom
@@ -14,6 +15,7 @@ import pytest
 
 from conftest import BACKENDS, TEST_FILES, new_postgres_database, run_mira
 from dimse_peers import MiraServer
+from web_accounts import bearer  # every route needs a token: MiraServer(http=True) makes one
 
 NOT_DICOM = {".txt", ".json", ".dump", ".gz", ".py"}
 
@@ -94,7 +96,7 @@ def get(srv, path, params=None, headers=None, method="GET"):
     url = path + ("?" + urllib.parse.urlencode(params, doseq=True) if params else "")
     c = http.client.HTTPConnection("127.0.0.1", srv.http_port, timeout=60)
     try:
-        c.request(method, url, headers=headers or {})
+        c.request(method, url, headers={**bearer(srv.token), **(headers or {})})
         r = c.getresponse()
         body = r.read()
         data = json.loads(body) if body else None
@@ -423,15 +425,20 @@ def test_keep_alive_serves_several_requests_on_one_connection(served):
         for path in ("/dicomweb/studies", "/dicomweb/series?limit=2", "/dicomweb/nothing",
                      "/dicomweb/studies?limit=bad", "/dicomweb/instances?limit=1"):
             sock = c.sock
-            c.request("GET", path)
+            c.request("GET", path, headers=bearer(srv.token))
             r = c.getresponse()
             r.read()
             assert r.status in (200, 400, 404)
             assert c.sock is sock and not r.will_close, path
     finally:
         c.close()
-    # each request logged with its method, path, status, and from that one client port
-    log = srv.log_text()
+    # each request logged with its method, path, status, and from that one client port (the
+    # last line is written once the reply has gone: wait for it)
+    for _ in range(100):
+        log = srv.log_text()
+        if log.count(f"http 127.0.0.1:{port}: GET ") == 5:
+            break
+        time.sleep(0.05)
     assert log.count(f"http 127.0.0.1:{port}: GET ") == 5, log[-3000:]
     assert f"127.0.0.1:{port}: GET /dicomweb/studies keys limit -> 400" in log
 
@@ -448,7 +455,8 @@ def test_logs_never_hold_query_values(served):
 def test_dicomweb_client_searches(served):
     from dicomweb_client.api import DICOMwebClient
     srv, ref = served
-    client = DICOMwebClient(f"http://127.0.0.1:{srv.http_port}/dicomweb")
+    client = DICOMwebClient(f"http://127.0.0.1:{srv.http_port}/dicomweb",
+                            headers=bearer(srv.token))
     studies = client.search_for_studies()
     assert sorted(uids(studies, "0020000D")) == sorted(ref.studies)
     paged = client.search_for_studies(limit=3, get_remaining=True)

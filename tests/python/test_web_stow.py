@@ -20,6 +20,7 @@ import requests
 from conftest import BACKENDS, TEST_FILES, new_postgres_database, run_mira
 from dimse_peers import MiraServer
 from test_dimse_memory import MIB, Sampler, big_instance
+from web_accounts import bearer  # every route needs a token: MiraServer(http=True) makes one
 
 # Part 10 files with a preamble, of different SOP classes and transfer syntaxes, and distinct
 # SOP Instance UIDs
@@ -74,7 +75,7 @@ def found_by_find(srv, sop):
 
 
 def post(srv, data, path="/dicomweb/studies", ctype=CT, headers=None):
-    h = {"Content-Type": ctype, **(headers or {})}
+    h = {"Content-Type": ctype, **bearer(srv.token), **(headers or {})}
     return requests.post(f"http://127.0.0.1:{srv.http_port}{path}", data=data, headers=h,
                          timeout=120)
 
@@ -100,7 +101,8 @@ def test_dicomweb_client_stores_byte_identical(server):
     mira stats, and its blob is the bytes the client sent (the archive stores a PS3.10 file as
     received: no storage transfer syntax is configured)."""
     from dicomweb_client.api import DICOMwebClient
-    client = DICOMwebClient(f"http://127.0.0.1:{server.http_port}/dicomweb")
+    client = DICOMwebClient(f"http://127.0.0.1:{server.http_port}/dicomweb",
+                            headers=bearer(server.token))
     sent = {}
     for name in FILES:
         ds, data = encoded(name)
@@ -181,9 +183,11 @@ def test_study_of_the_path(server):
     assert r.status_code == 409
     assert found_by_find(server, ds2.SOPInstanceUID) == []
     # a store resource is no search
-    r = requests.get(f"http://127.0.0.1:{server.http_port}/dicomweb/studies/{study}")
+    r = requests.get(f"http://127.0.0.1:{server.http_port}/dicomweb/studies/{study}",
+                     headers=bearer(server.token))
     assert r.status_code == 405 and r.headers["Allow"] == "POST"
-    r = requests.put(f"http://127.0.0.1:{server.http_port}/dicomweb/studies", data=b"x")
+    r = requests.put(f"http://127.0.0.1:{server.http_port}/dicomweb/studies", data=b"x",
+                     headers=bearer(server.token))
     assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD, POST"
     r = post(server, body(good2), path="/dicomweb/studies/1.02.3")
     assert r.status_code == 400
@@ -206,7 +210,8 @@ def test_malformed_and_wrong_media_type(server):
         r = post(server, data, ctype=ctype)
         assert r.status_code == status, (ctype, data[:60], r.status_code, r.text)
         assert r.json()["status"] == status
-    r = requests.post(f"http://127.0.0.1:{server.http_port}/dicomweb/studies", data=body(good))
+    r = requests.post(f"http://127.0.0.1:{server.http_port}/dicomweb/studies", data=body(good),
+                      headers=bearer(server.token))
     assert r.status_code == 415  # no Content-Type (requests sends none for bytes)
     assert stats(server)["instances"] == 0
 
@@ -234,7 +239,7 @@ def test_chunked_body_and_keep_alive(server):
             yield data[i:i + 777]
     s = requests.Session()
     r = s.post(f"http://127.0.0.1:{server.http_port}/dicomweb/studies", data=pieces(),
-               headers={"Content-Type": CT}, timeout=60)
+               headers={"Content-Type": CT, **bearer(server.token)}, timeout=60)
     assert r.request.headers.get("Transfer-Encoding") == "chunked"
     assert r.status_code == 200, r.text
     ref = seq(r.json(), "00081199")[0]
@@ -246,11 +251,11 @@ def test_chunked_body_and_keep_alive(server):
     assert blob(server.archive, ds.SOPInstanceUID) == good
     c = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)
     c.request("POST", "/dicomweb/studies", body=body(encoded("CT_small.dcm")[1]),
-              headers={"Content-Type": CT})
+              headers={"Content-Type": CT, **bearer(server.token)})
     r1 = c.getresponse()
     r1.read()
     assert r1.status == 200
-    c.request("GET", "/dicomweb/instances")
+    c.request("GET", "/dicomweb/instances", headers=bearer(server.token))
     r2 = c.getresponse()
     assert r2.status == 200
     assert len(json.loads(r2.read())) == 2
@@ -264,6 +269,7 @@ def test_curl_body(server, tmp_path):
     f.write_bytes(body(good, good))
     out = subprocess.run(["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "--data-binary",
                           f"@{f}", "-H", f"Content-Type: {CT}",
+                          "-H", f"Authorization: Bearer {server.token}",
                           f"http://127.0.0.1:{server.http_port}/dicomweb/studies"],
                          capture_output=True, timeout=60, check=True).stdout.decode()
     text, code = out.rsplit("\n", 1)
@@ -307,12 +313,13 @@ def test_body_limit_413(tmp_path):
         f = tmp_path / "big.bin"
         f.write_bytes(body(big, big) + b"\0" * (2 * MIB))
         out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                              "--data-binary", f"@{f}", "-H", f"Content-Type: {CT}", url],
+                              "--data-binary", f"@{f}", "-H", f"Content-Type: {CT}",
+                              "-H", f"Authorization: Bearer {srv.token}", url],
                              capture_output=True, timeout=60, check=True).stdout.decode()
         assert out == "413"
         data = body(big, big)
         r = requests.post(url, data=(data[i:i + 4096] for i in range(0, len(data), 4096)),
-                          headers={"Content-Type": CT}, timeout=60)
+                          headers={"Content-Type": CT, **bearer(srv.token)}, timeout=60)
         assert r.status_code == 413, r.text
         assert stats(srv)["instances"] == 1
         log = srv.stop()
@@ -339,7 +346,8 @@ def test_large_body_bounded_memory(tmp_path):
         t = time.monotonic()
         with Sampler(srv.proc.pid) as s:
             r = requests.post(f"http://127.0.0.1:{srv.http_port}/dicomweb/studies", data=gen(),
-                              headers={"Content-Type": CT}, timeout=300)
+                              headers={"Content-Type": CT, **bearer(srv.token)},
+                              timeout=300)
         print(f"{size / MIB:.0f} MiB stored in {time.monotonic() - t:.1f} s, "
               f"peak RssAnon {s.peak_anon / MIB:.1f} MiB, VmHWM {s.hwm / MIB:.1f} MiB")
         assert r.status_code == 200, r.text
