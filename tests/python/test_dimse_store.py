@@ -331,7 +331,8 @@ def test_large_instance_in_bounded_memory(tmp_path):
                 if line.startswith("RssAnon:"):
                     return int(line.split()[1])
             return 0
-        peak = [anon_kb()]
+        base = anon_kb()  # the idle server's (an ASan build's runtime is most of it)
+        peak = [base]
         done = threading.Event()
 
         def sample():
@@ -344,7 +345,8 @@ def test_large_instance_in_bounded_memory(tmp_path):
         done.set()
         t.join(5)
         assert "Received Store Response (Success)" in p.stderr, p.stderr[-2000:]
-    assert peak[0] < 32 * 1024, f"{peak[0]} kB of anonymous memory for a 64 MiB instance"
+    assert peak[0] - base < 32 * 1024, \
+        f"{peak[0] - base} kB more anonymous memory (of {peak[0]} kB) for a 64 MiB instance"
     want = pydicom.dcmread(big)
     path = run_mira("cat", "--archive", tmp_path / "archive", "--path",
                     want.SOPInstanceUID).stdout.decode().strip()
