@@ -572,8 +572,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         cs->headers_seen = true;
         snprintf(cs->method, sizeof cs->method, "%s", method);
         enum MHD_Result ret = MHD_YES;
-        if (authorize(s, c, cs, method))
-            begin_request(s, c, cs, method, &ret);
+        if (authorize(s, c, cs, method) && begin_request(s, c, cs, method, &ret)) {
+            /* refused at its headers and answered already (413): recorded all the same */
+            mira__http_reply r;
+            mira__http_reply_init(&r);
+            r.status = cs->status;
+            mira__auth_req q = auth_req(c, cs, method);
+            mira__auth_audit(s->auth, &q, &cs->who, &r);
+            mira__http_reply_cleanup(&r);
+        }
         return ret;
     }
     if (*upload_data_size) { /* a piece of the body: to the route's consumer, or dropped */

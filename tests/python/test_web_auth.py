@@ -454,3 +454,34 @@ def test_passwords_and_tokens_never_reach_the_logs(served):
         assert secret not in log
         assert secret not in index_dump(a)
         assert secret not in a.run("audit", "--json").stdout.decode()
+
+
+def test_stores_are_audited_and_refused_to_researchers(tmp_path):
+    """STOW-RS (POST /dicomweb/studies) by a clinician is recorded with its status, also when
+    it is refused from its headers (413 by Content-Length); a researcher's is 403."""
+    from conftest import Archive
+    a = Archive(tmp_path / "archive", "sqlite", None)
+    add_user(a, "carl", "clinician")
+    add_user(a, "rita", "researcher")
+    data = (TEST_FILES / "CT_small.dcm").read_bytes()
+    boundary = "mira-test-boundary"
+    body = (f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + data +
+            f"\r\n--{boundary}--\r\n".encode())
+    ctype = f'multipart/related; type="application/dicom"; boundary={boundary}'
+    with MiraServer(a.dir, "--http-max-body", len(body) + 10, archive_args=a.args,
+                    http=True) as srv:
+        carl, rita = token_of(a, "carl")["token"], token_of(a, "rita")["token"]
+        status, _, _ = request(srv, "POST", "/dicomweb/studies", body=body,
+                               headers={**bearer(carl), "Content-Type": ctype})
+        assert status == 200
+        status, _, _ = request(srv, "POST", "/dicomweb/studies", body=body + b"\0" * 100,
+                               headers={**bearer(carl), "Content-Type": ctype})
+        assert status == 413
+        status, _, _ = request(srv, "POST", "/dicomweb/studies", body=body,
+                               headers={**bearer(rita), "Content-Type": ctype})
+        assert status == 403
+    events = [(e["user"], e["method"], e["path"], e["status"])
+              for e in audit_events(a) if e["event"] == "access"]
+    assert events == [("carl", "POST", "/dicomweb/studies", 200),
+                      ("carl", "POST", "/dicomweb/studies", 413),
+                      ("rita", "POST", "/dicomweb/studies", 403)], events
