@@ -113,23 +113,6 @@ static void sha256_hex(const char *text, char out[65])
     out[64] = 0;
 }
 
-/* One statement in a write transaction of its own. */
-static bool write_one(mira_archive *a, const char *sql, const mira__dbval *p, size_t n,
-                      int64_t *changes, mira_error **err)
-{
-    mira__db *db = mira__archive_db_acquire(a, err);
-    if (!db)
-        return false;
-    bool ok = db->ops->begin_write(db, err) &&
-              db->ops->query(db, sql, p, n, NULL, NULL, changes, err);
-    if (ok)
-        ok = mira__db_commit(db, err);
-    else
-        mira__db_rollback(db);
-    mira__archive_db_release(a, db);
-    return ok;
-}
-
 static bool not_found(const char *name, mira_error **err)
 {
     mira_error_set(err, MIRA_ERR_NOT_FOUND, "No such user", "there is no user '%s'", name);
@@ -381,10 +364,9 @@ bool mira_token_new(mira_archive *a, const char *user, int64_t seconds,
     mira__dbval p[5] = {mira__db_text(hash), mira__db_text(now), mira__db_int(exp),
                         mira__db_text("api"), mira__db_text(user)};
     int64_t changes = 0;
-    if (!write_one(a,
-                   "INSERT INTO tokens (user_pk, hash, created_at, expires_at, source)"
-                   " SELECT pk, ?, ?, ?, ? FROM users WHERE name = ?",
-                   p, 5, &changes, err))
+    const char *sql = "INSERT INTO tokens (user_pk, hash, created_at, expires_at, source)"
+                      " SELECT pk, ?, ?, ?, ? FROM users WHERE name = ?";
+    if (!mira__archive_write_one(a, sql, p, 5, NULL, NULL, &changes, err))
         return false;
     if (changes == 0)
         return not_found(user, err);
@@ -468,8 +450,8 @@ bool mira_token_revoke(mira_archive *a, const char *token, mira_error **err)
     mira__now(now);
     mira__dbval p[2] = {mira__db_text(now), mira__db_text(hash)};
     int64_t changes = 0;
-    if (!write_one(a, "UPDATE tokens SET revoked_at = ? WHERE hash = ? AND revoked_at IS NULL", p,
-                   2, &changes, err))
+    const char *sql = "UPDATE tokens SET revoked_at = ? WHERE hash = ? AND revoked_at IS NULL";
+    if (!mira__archive_write_one(a, sql, p, 2, NULL, NULL, &changes, err))
         return false;
     if (changes == 0) {
         mira_error_set(err, MIRA_ERR_NOT_FOUND, "No such token",

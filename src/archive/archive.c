@@ -264,6 +264,22 @@ void mira__archive_db_release(mira_archive *a, mira__db *db)
     pthread_mutex_unlock(&a->pool_lock);
 }
 
+bool mira__archive_write_one(mira_archive *a, const char *sql, const mira__dbval *p, size_t n,
+                             mira__db_row_fn fn, void *ctx, int64_t *changes, mira_error **err)
+{
+    mira__db *db = mira__archive_db_acquire(a, err);
+    if (!db)
+        return false;
+    bool ok = db->ops->begin_write(db, err) &&
+              db->ops->query(db, sql, p, n, fn, ctx, changes, err);
+    if (ok)
+        ok = mira__db_commit(db, err);
+    else
+        mira__db_rollback(db);
+    mira__archive_db_release(a, db);
+    return ok;
+}
+
 /* ------------------------------------------------------------------ recovery */
 
 typedef struct name_found {

@@ -114,6 +114,10 @@ struct mira_archive {
 /* A connection for this thread to use (from the pool, or new); give it back with _release. */
 mira__db *mira__archive_db_acquire(mira_archive *a, mira_error **err);
 void mira__archive_db_release(mira_archive *a, mira__db *db);
+/* One statement in a write transaction of its own on a pooled connection, committed (rolled
+ * back on failure); fn, ctx and changes as for the db's query. */
+bool mira__archive_write_one(mira_archive *a, const char *sql, const mira__dbval *p, size_t n,
+                             mira__db_row_fn fn, void *ctx, int64_t *changes, mira_error **err);
 /* Open a new connection to the archive's index. */
 mira__db *mira__archive_db_open(mira_archive *a, mira_error **err);
 

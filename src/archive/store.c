@@ -1,5 +1,6 @@
 /* Storing instances: the header parsed once, the blob written durably, rows committed in groups. */
 #include "archive/archive_int.h"
+#include "core/fileio.h"
 
 #include "mira/pixel.h"
 
@@ -331,24 +332,6 @@ static uint8_t *align_up(uint8_t *p)
     return p + ((DIRECT_ALIGN - (uintptr_t)p % DIRECT_ALIGN) % DIRECT_ALIGN);
 }
 
-/* Buffered write of everything; false with errno set. */
-static bool write_all(int fd, const uint8_t *b, size_t left)
-{
-    while (left) {
-        ssize_t w = write(fd, b, left);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            if (w == 0)
-                errno = EIO;
-            return false;
-        }
-        b += w;
-        left -= (size_t)w;
-    }
-    return true;
-}
-
 /* The whole blob: the aligned bulk with O_DIRECT if fd was opened with it, the rest buffered. */
 static bool write_blob(int fd, bool direct, const uint8_t *data, size_t len)
 {
@@ -390,7 +373,7 @@ static bool write_blob(int fd, bool direct, const uint8_t *data, size_t len)
                 return false;
         }
     }
-    return write_all(fd, data + done, len - done);
+    return mira__write_all(fd, data + done, len - done);
 }
 
 /* p->tmp_path: tmp/<process>/<blob name>. */

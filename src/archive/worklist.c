@@ -1102,23 +1102,6 @@ bool mira_archive_instance_class(mira_archive *a, const char *sop_instance_uid,
     return ok;
 }
 
-/* One statement in a write transaction of its own, committed (rolled back on failure). */
-static bool write_one(mira_archive *a, const char *sql, const mira__dbval *p, size_t n,
-                      mira__db_row_fn fn, void *ctx, int64_t *changes, mira_error **err)
-{
-    mira__db *db = mira__archive_db_acquire(a, err);
-    if (!db)
-        return false;
-    bool ok = db->ops->begin_write(db, err) &&
-              db->ops->query(db, sql, p, n, fn, ctx, changes, err);
-    if (ok)
-        ok = mira__db_commit(db, err);
-    else
-        mira__db_rollback(db);
-    mira__archive_db_release(a, db);
-    return ok;
-}
-
 bool mira_archive_log_commitment(mira_archive *a, const char *transaction_uid,
                                  const char *requestor, uint64_t instances, uint64_t failures,
                                  const char *reported_how, mira_error **err)
@@ -1128,11 +1111,10 @@ bool mira_archive_log_commitment(mira_archive *a, const char *transaction_uid,
     mira__dbval p[7] = {mira__db_text(transaction_uid), mira__db_text(requestor),
                         mira__db_int((int64_t)instances), mira__db_int((int64_t)failures),
                         mira__db_text(now), mira__db_text(now), mira__db_opt(reported_how)};
-    return write_one(a,
-                     "INSERT INTO storage_commitments (transaction_uid, requestor, instances,"
-                     " failures, received_at, reported_at, reported_how)"
-                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                     p, 7, NULL, NULL, NULL, err);
+    const char *sql = "INSERT INTO storage_commitments (transaction_uid, requestor, instances,"
+                      " failures, received_at, reported_at, reported_how)"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?)";
+    return mira__archive_write_one(a, sql, p, 7, NULL, NULL, NULL, err);
 }
 
 /* A claim's token: random, never 0. */
@@ -1177,11 +1159,10 @@ bool mira_archive_commitment_add(mira_archive *a, const char *transaction_uid,
                          mira__db_int((int64_t)instances), mira__db_int((int64_t)failures),
                          mira__db_text(now), mira__db_int(event_type), mira__db_text(json),
                          mira__db_int(lease), mira__db_int(retry_until), mira__db_int(*claim)};
-    bool ok = write_one(a,
-                        "INSERT INTO storage_commitments (transaction_uid, requestor, instances,"
-                        " failures, received_at, event_type, report, retry_at, retry_until,"
-                        " claim) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING pk",
-                        p, 10, take_int, id, NULL, err);
+    const char *sql = "INSERT INTO storage_commitments (transaction_uid, requestor, instances,"
+                      " failures, received_at, event_type, report, retry_at, retry_until,"
+                      " claim) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING pk";
+    bool ok = mira__archive_write_one(a, sql, p, 10, take_int, id, NULL, err);
     mira_free(json);
     return ok;
 }
@@ -1193,10 +1174,9 @@ bool mira_archive_commitment_claim(mira_archive *a, int64_t id, int64_t now, int
     int64_t token = *claim ? *claim : new_claim(), changes = 0;
     mira__dbval p[5] = {mira__db_int(token), mira__db_int(lease), mira__db_int(id),
                         mira__db_int(token), mira__db_int(now)};
-    bool ok = write_one(a,
-                        "UPDATE storage_commitments SET claim = ?, retry_at = ? WHERE pk = ?"
-                        " AND report IS NOT NULL AND (claim = ? OR retry_at <= ?)",
-                        p, 5, NULL, NULL, &changes, err);
+    const char *sql = "UPDATE storage_commitments SET claim = ?, retry_at = ? WHERE pk = ?"
+                      " AND report IS NOT NULL AND (claim = ? OR retry_at <= ?)";
+    bool ok = mira__archive_write_one(a, sql, p, 5, NULL, NULL, &changes, err);
     if (ok && changes == 1) {
         *claim = token;
         *taken = true;
@@ -1222,7 +1202,7 @@ bool mira_archive_commitment_attempted(mira_archive *a, int64_t id, int64_t clai
                             : "UPDATE storage_commitments SET attempts = ?, reported_how = ?,"
                               " retry_at = ?, reported_at = ?, claim = NULL, report = NULL"
                               " WHERE pk = ? AND claim = ?";
-    return write_one(a, sql, p, 6, NULL, NULL, NULL, err);
+    return mira__archive_write_one(a, sql, p, 6, NULL, NULL, NULL, err);
 }
 
 typedef struct due_rows {

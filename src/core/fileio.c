@@ -10,13 +10,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static bool write_all(int fd, const uint8_t *p, size_t n)
+bool mira__write_all(int fd, const void *data, size_t n)
 {
+    const uint8_t *p = data;
     while (n) {
         ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            if (w == 0)
+                errno = EIO;
             return false;
         }
         p += w;
@@ -63,7 +66,7 @@ bool mira__write_file_atomic(const char *path, const void *data, size_t len, mir
     if (ok)
         (void)fchmod(fd, 0644); /* mkstemp makes 0600; archives are read by other users */
     if (ok) {
-        ok = write_all(fd, data, len) && fsync(fd) == 0;
+        ok = mira__write_all(fd, data, len) && fsync(fd) == 0;
         int saved = errno;
         ok = close(fd) == 0 && ok;
         errno = ok ? errno : saved;

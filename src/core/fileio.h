@@ -12,4 +12,7 @@ bool mira__write_file_atomic(const char *path, const void *data, size_t len, mir
  * themselves, after they fsync'd it). On failure tmp is removed. */
 bool mira__commit_file(const char *tmp, const char *path, mira_error **err);
 
+/* Write all n bytes to fd (a short write goes on; EINTR retried). False with errno set. */
+bool mira__write_all(int fd, const void *data, size_t n);
+
 #endif

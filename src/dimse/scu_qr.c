@@ -1,5 +1,6 @@
 /* Query/Retrieve SCU (PS3.4 C.4, K.4): C-FIND, C-MOVE and C-GET as the requestor. */
 #include "dimse_int.h"
+#include "core/fileio.h"
 #include "retrieve.h"
 
 #include "dicom/dataset_int.h"
@@ -421,21 +422,6 @@ static int count_of(const mira_dataset *cmd, mira_tag tag)
     return mira__cmd_get_u16(cmd, tag, &v) ? (int)v : -1;
 }
 
-static bool write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return false;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
 /* The preamble and a file meta group (PS3.10 7.1) for an instance received. */
 static bool write_meta(int fd, const char *sop_class, const char *sop_instance, const char *ts,
                        const char *source_ae)
@@ -443,7 +429,7 @@ static bool write_meta(int fd, const char *sop_class, const char *sop_instance, 
     mira__buf b;
     mira__buf_init(&b);
     bool ok = mira__file_meta_encode(&b, sop_class, sop_instance, ts, source_ae) &&
-              write_all(fd, b.data, b.len);
+              mira__write_all(fd, b.data, b.len);
     mira__buf_cleanup(&b);
     return ok;
 }
@@ -457,7 +443,7 @@ static bool spool_write(void *ctx, const uint8_t *data, size_t len, bool last)
 {
     (void)last;
     spool *sp = ctx;
-    if (!sp->error && !write_all(sp->fd, data, len))
+    if (!sp->error && !mira__write_all(sp->fd, data, len))
         sp->error = true; /* keep receiving: the failure is answered in the response */
     return true;
 }

@@ -1,5 +1,6 @@
 /* Verification (PS3.4 A) and Storage (PS3.4 B) SCP: C-ECHO and C-STORE into the archive. */
 #include "services.h"
+#include "core/fileio.h"
 
 #include "qr_neg.h"
 
@@ -224,21 +225,6 @@ static bool rxbuf_reserve(rxbuf *b, size_t len, size_t need)
     return true;
 }
 
-static bool write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return false;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
 static void rx_append(receiver *r, const uint8_t *data, size_t len)
 {
     if (r->error)
@@ -247,7 +233,7 @@ static void rx_append(receiver *r, const uint8_t *data, size_t len)
     if (r->fd < 0 && r->len + len > MEMORY_MAX) {
         /* too large for memory: on into the spool file, from what was received so far */
         r->fd = open(r->spool_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (r->fd < 0 || !write_all(r->fd, r->buf.data, r->len)) {
+        if (r->fd < 0 || !mira__write_all(r->fd, r->buf.data, r->len)) {
             r->error = errno ? errno : EIO;
             return;
         }
@@ -258,7 +244,7 @@ static void rx_append(receiver *r, const uint8_t *data, size_t len)
         r->writer = NULL;
     }
     if (r->fd >= 0) {
-        if (!write_all(r->fd, data, len))
+        if (!mira__write_all(r->fd, data, len))
             r->error = errno ? errno : EIO;
         return;
     }

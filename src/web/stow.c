@@ -1,5 +1,6 @@
 /* STOW-RS (PS3.18 10.5): a multipart/related body of PS3.10 instances, streamed into the archive. */
 #include "web/web_int.h"
+#include "core/fileio.h"
 
 #include "web/multipart.h"
 
@@ -160,21 +161,6 @@ static void part_reset(stow *st)
     st->part_why[0] = 0;
 }
 
-static bool write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return false;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
 static bool on_begin(void *ctx, const mira__part_headers *h)
 {
     stow *st = ctx;
@@ -211,7 +197,7 @@ static bool on_data(void *ctx, const uint8_t *p, size_t n)
                  mira_archive_dir(st->archive), (long)getpid(),
                  (unsigned long long)atomic_fetch_add(&spool_seq, 1));
         st->fd = open(st->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (st->fd < 0 || !write_all(st->fd, st->mem.data, st->mem.len)) {
+        if (st->fd < 0 || !mira__write_all(st->fd, st->mem.data, st->mem.len)) {
             st->part_errno = errno ? errno : EIO;
             if (st->fd < 0)
                 st->path[0] = 0;
@@ -221,7 +207,7 @@ static bool on_data(void *ctx, const uint8_t *p, size_t n)
         mira__buf_init(&st->mem);
     }
     if (st->fd >= 0) {
-        if (!write_all(st->fd, p, n))
+        if (!mira__write_all(st->fd, p, n))
             st->part_errno = errno ? errno : EIO;
     } else if (!mira__buf_append(&st->mem, p, n)) {
         st->part_errno = ENOMEM;
