@@ -4,6 +4,7 @@
 
 #include "mira/archive.h"
 #include "mira/core.h"
+#include "mira/json.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -147,6 +148,9 @@ typedef bool (*mira_audit_fn)(void *ctx, const mira_audit_event *e);
 /* The events that pass the filter (NULL: all), oldest first. */
 MIRA_API bool mira_audit_read(mira_archive *a, const mira_audit_filter *filter, mira_audit_fn fn,
                               void *ctx, mira_error **err);
+/* An event as one JSON object into w: its text fields by name ("at", "user", "role",
+ * "event", "method", "path", "studies", "series", "peer", "detail") and "status". */
+MIRA_API void mira_audit_event_json(mira_json_writer *w, const mira_audit_event *e);
 
 #ifdef __cplusplus
 }

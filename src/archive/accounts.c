@@ -567,3 +567,19 @@ bool mira_audit_read(mira_archive *a, const mira_audit_filter *filter, mira_audi
     mira__archive_db_release(a, db);
     return ok;
 }
+
+void mira_audit_event_json(mira_json_writer *w, const mira_audit_event *e)
+{
+    const char *keys[] = {"at", "user", "role", "event", "method", "path", "studies",
+                          "series", "peer", "detail"};
+    const char *vals[] = {e->at, e->user, e->role, e->event, e->method, e->path, e->studies,
+                          e->series, e->peer, e->detail};
+    mira_json_begin_object(w);
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        mira_json_key(w, keys[i]);
+        mira_json_cstring(w, vals[i]);
+    }
+    mira_json_key(w, "status");
+    mira_json_int(w, e->status);
+    mira_json_end_object(w);
+}

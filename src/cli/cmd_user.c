@@ -318,18 +318,7 @@ static bool print_event(void *ctx, const mira_audit_event *e)
     mira_json_writer *w = mira_json_writer_new(false);
     if (!w)
         return false;
-    const char *keys[] = {"at", "user", "role", "event", "method", "path", "studies",
-                          "series", "peer", "detail"};
-    const char *vals[] = {e->at, e->user, e->role, e->event, e->method, e->path, e->studies,
-                          e->series, e->peer, e->detail};
-    mira_json_begin_object(w);
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        mira_json_key(w, keys[i]);
-        mira_json_cstring(w, vals[i]);
-    }
-    mira_json_key(w, "status");
-    mira_json_int(w, e->status);
-    mira_json_end_object(w);
+    mira_audit_event_json(w, e);
     char *text = mira_json_writer_finish(w, NULL, NULL);
     mira_json_writer_free(w);
     if (!text)

@@ -430,19 +430,7 @@ typedef struct audit_out {
 
 static bool write_event(void *ctx, const mira_audit_event *e)
 {
-    mira_json_writer *w = ((audit_out *)ctx)->w;
-    mira_json_begin_object(w);
-    const char *keys[] = {"at", "user", "role", "event", "method", "path", "studies",
-                          "series", "peer", "detail"};
-    const char *vals[] = {e->at, e->user, e->role, e->event, e->method, e->path, e->studies,
-                          e->series, e->peer, e->detail};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        mira_json_key(w, keys[i]);
-        mira_json_cstring(w, vals[i]);
-    }
-    mira_json_key(w, "status");
-    mira_json_int(w, e->status);
-    mira_json_end_object(w);
+    mira_audit_event_json(((audit_out *)ctx)->w, e);
     return true;
 }
 
