@@ -29,6 +29,9 @@ typedef enum mira__io {
 /* Listen on host (NULL or "": every address) and port (0: a free one, see *bound_port).
  * Returns the socket, or -1 with MIRA_ERR_IO. */
 int mira__tcp_listen(const char *host, int port, int backlog, int *bound_port, mira_error **err);
+struct sockaddr;
+/* "ADDRESS:PORT" of an IPv4 or IPv6 socket address (an IPv4-mapped IPv6 one as IPv4). */
+void mira__sockaddr_describe(const struct sockaddr *sa, char *out, size_t n);
 /* Wait up to timeout_ms for a connection; true with *out filled, false on timeout (err
  * unset) or error (err set). */
 bool mira__tcp_accept(int listen_fd, int timeout_ms, mira__conn *out, mira_error **err);

@@ -25,7 +25,7 @@ int64_t mira__now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void describe(const struct sockaddr *sa, char *out, size_t n)
+void mira__sockaddr_describe(const struct sockaddr *sa, char *out, size_t n)
 {
     char host[INET6_ADDRSTRLEN] = "?";
     int port = 0;
@@ -144,7 +144,7 @@ bool mira__tcp_accept_any(const int *fds, size_t nfds, int timeout_ms, size_t *w
     tune(fd);
     memset(out, 0, sizeof *out);
     out->fd = fd;
-    describe((struct sockaddr *)&ss, out->peer, sizeof out->peer);
+    mira__sockaddr_describe((struct sockaddr *)&ss, out->peer, sizeof out->peer);
     return true;
 }
 
@@ -196,7 +196,7 @@ bool mira__tcp_connect(const char *host, int port, int timeout_ms, mira__conn *o
         memset(out, 0, sizeof *out);
         out->fd = fd;
         out->stop = stop;
-        describe(ai->ai_addr, out->peer, sizeof out->peer);
+        mira__sockaddr_describe(ai->ai_addr, out->peer, sizeof out->peer);
     }
     freeaddrinfo(res);
     if (fd < 0) {

@@ -665,18 +665,10 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
             const union MHD_ConnectionInfo *ci =
                 MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
             const struct sockaddr *sa = ci ? ci->client_addr : NULL;
-            char host[48] = "?";
-            int port = 0;
-            if (sa && sa->sa_family == AF_INET) {
-                const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-                inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-                port = ntohs(in->sin_port);
-            } else if (sa && sa->sa_family == AF_INET6) {
-                const struct sockaddr_in6 *in = (const struct sockaddr_in6 *)sa;
-                inet_ntop(AF_INET6, &in->sin6_addr, host, sizeof host);
-                port = ntohs(in->sin6_port);
-            }
-            snprintf(cs->peer, sizeof cs->peer, "%s:%d", host, port);
+            if (sa)
+                mira__sockaddr_describe(sa, cs->peer, sizeof cs->peer);
+            else
+                snprintf(cs->peer, sizeof cs->peer, "?:0");
         }
         *socket_context = cs;
     } else {
