@@ -9,8 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Whether an accepted presentation context of ac carries sop_class (as rq proposed it). */
-static bool accepted_class(const mira__assoc *rq, const mira__assoc *ac, const char *sop_class)
+bool mira__assoc_class_accepted(const mira__assoc *rq, const mira__assoc *ac, const char *sop_class)
 {
     for (size_t i = 0; i < rq->npctx; i++) {
         if (strcmp(rq->pctx[i].abstract_syntax, sop_class) != 0)
@@ -22,7 +21,7 @@ static bool accepted_class(const mira__assoc *rq, const mira__assoc *ac, const c
     return false;
 }
 
-static bool answered(const mira__assoc *ac, const char *sop_class)
+bool mira__assoc_ext_answered(const mira__assoc *ac, const char *sop_class)
 {
     for (size_t i = 0; i < ac->next; i++)
         if (strcmp(ac->ext[i].sop_class, sop_class) == 0)
@@ -36,7 +35,8 @@ bool mira__qr_ext_negotiate(const mira__assoc *rq, mira__assoc *ac)
         const mira__ext_neg *e = &rq->ext[i];
         bool find = mira__is_find_sop_class(e->sop_class);
         if ((!find && !mira__is_retrieve_sop_class(e->sop_class)) || e->len == 0 ||
-            answered(ac, e->sop_class) || !accepted_class(rq, ac, e->sop_class))
+            mira__assoc_ext_answered(ac, e->sop_class) ||
+            !mira__assoc_class_accepted(rq, ac, e->sop_class))
             continue;
         /* FIND: relational queries, combined date-time matching, then fuzzy semantic matching
          * of person names, timezone query adjustment and enhanced multi-frame image conversion,

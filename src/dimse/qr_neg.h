@@ -11,6 +11,12 @@ enum {
     MIRA__QR_DATETIME = 2,   /* FIND: combined date-time matching */
 };
 
+/* Whether an accepted presentation context of ac carries sop_class (as rq proposed it). */
+bool mira__assoc_class_accepted(const mira__assoc *rq, const mira__assoc *ac,
+                                const char *sop_class);
+/* Whether ac answers an extended negotiation sub-item for sop_class already. */
+bool mira__assoc_ext_answered(const mira__assoc *ac, const char *sop_class);
+
 /*
  * Answer the SOP Class Extended Negotiation sub-items (PS3.7 D.3.3.5) that rq proposes for
  * the Patient Root and Study Root FIND, MOVE and GET models, into ac: once per SOP class, only

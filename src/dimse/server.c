@@ -378,10 +378,13 @@ static bool negotiate(mira_dimse_server *s, mira__association *as, bool over_lim
                                       mira__retrieve_scp_role(rq->roles[i].sop_class,
                                                               rq->roles[i].scp));
     /* Storage extended negotiation (PS3.4 B.3.1): level 2 (every element stored), signatures
-     * unspecified, no coercion. Others are not answered, which means "not supported". */
+     * unspecified, no coercion; once per class, only for one an accepted context carries.
+     * Others are not answered, which means "not supported". */
     static const uint8_t storage_info[6] = {2, 0, 0, 0, 0, 0};
     for (size_t i = 0; ok && i < rq->next; i++)
-        if (s->opt.archive && mira__is_storage_sop_class(rq->ext[i].sop_class))
+        if (s->opt.archive && mira__is_storage_sop_class(rq->ext[i].sop_class) &&
+            !mira__assoc_ext_answered(ac, rq->ext[i].sop_class) &&
+            mira__assoc_class_accepted(rq, ac, rq->ext[i].sop_class))
             ok = mira__assoc_add_ext(ac, rq->ext[i].sop_class, storage_info, 6);
     /* Query/Retrieve extended negotiation (PS3.4 C.5): the models' options mira supports */
     ok = ok && mira__qr_ext_negotiate(rq, ac);

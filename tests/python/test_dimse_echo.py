@@ -121,7 +121,8 @@ def test_mira_echo_against_pynetdicom(tmp_path):
 
     ae = AE(ae_title="PYNETSCP")
     ae.add_supported_context(VERIFICATION, [EXPLICIT_LE, IMPLICIT_LE])
-    server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_ECHO, on_echo)])
+    server = ae.start_server(("127.0.0.1", 0), block=False,
+                             evt_handlers=[(evt.EVT_C_ECHO, on_echo)])
     try:
         port = server.server_address[1]
         p = run_mira("echo", "127.0.0.1", port, "--call", "PYNETSCP", "--aet", "MIRASCU")
@@ -143,7 +144,7 @@ def test_mira_echo_to_nobody_fails(tmp_path):
 
 def test_pynetdicom_negotiation_against_mira(tmp_path):
     """pynetdicom proposes roles, extended negotiation and a user identity; it reads our AC."""
-    from pynetdicom import AE, build_role
+    from pynetdicom import AE, build_role, evt
     from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation, UserIdentityNegotiation
     pynetdicom_quiet()
     ct = "1.2.840.10008.5.1.4.1.1.2"
@@ -156,15 +157,29 @@ def test_pynetdicom_negotiation_against_mira(tmp_path):
         ext = SOPClassExtendedNegotiation()
         ext.sop_class_uid = ct
         ext.service_class_application_information = b"\x02\x00\x00\x00\x00\x00"
+        mr = SOPClassExtendedNegotiation()  # MR Image Storage: no context proposes it
+        mr.sop_class_uid = "1.2.840.10008.5.1.4.1.1.4"
+        mr.service_class_application_information = b"\x02\x00\x00\x00\x00\x00"
+        seen = {}
+
+        def on_acse(event):
+            p = event.primitive
+            if type(p).__name__ == "A_ASSOCIATE" and p.result is not None:
+                seen["ext"] = [(i.sop_class_uid, i.service_class_application_information)
+                               for i in (p.user_information or [])
+                               if type(i).__name__ == "SOPClassExtendedNegotiation"]
         ui = UserIdentityNegotiation()
         ui.user_identity_type = 2
         ui.primary_field = b"alice"
         ui.secondary_field = b"secret"
         ui.positive_response_requested = True
         assoc = ae.associate("127.0.0.1", srv.port, ae_title="MIRA",
-                             ext_neg=[ext, ui, build_role(ct, scu_role=True, scp_role=True)],
-                             max_pdu=8192)
+                             ext_neg=[ext, mr, ui, build_role(ct, scu_role=True, scp_role=True)],
+                             max_pdu=8192, evt_handlers=[(evt.EVT_ACSE_RECV, on_acse)])
         assert assoc.is_established
+        # storage extended negotiation (PS3.4 B.3.1) answered for CT, whose context was
+        # accepted: level 2, no signatures, no coercion; not for MR, which no context carries
+        assert seen["ext"] == [(ct, b"\x02\x00\x00\x00\x00\x00")], seen
         try:
             results = {c.context_id: (c.abstract_syntax, c.result, c.transfer_syntax)
                        for c in assoc.accepted_contexts + assoc.rejected_contexts}
