@@ -18,6 +18,10 @@ static void usage(FILE *out)
             "  --level L          patient, study (default), series or instance\n"
             "  --limit N          at most N matches;  --offset N  skip the first N\n"
             "  --exact-names      person names match case-sensitively\n"
+            "  --combined-datetime  a date range and its time range (StudyDate and\n"
+            "                     StudyTime...) match as one date-time range (PS3.4\n"
+            "                     C.2.2.2.5.4): 20200101-20200102 with 2200-0200 is\n"
+            "                     2020-01-01 22:00 to 2020-01-02 02:00\n"
             "  --json             the matches as a JSON array of DICOM JSON objects\n"
             "  -h, --help         this help\n\n"
             "exit status: 0 the search ran (even with no match), 1 the archive failed, 2 wrong "
@@ -117,6 +121,8 @@ int mira_cli_find(int argc, char **argv)
             json = true;
         } else if (strcmp(a, "--exact-names") == 0) {
             fo.names_case_insensitive = 0;
+        } else if (strcmp(a, "--combined-datetime") == 0) {
+            fo.combined_datetime = true;
         } else if (strcmp(a, "--level") == 0 && i + 1 < argc) {
             if (!mira_level_from_name(argv[++i], &level)) {
                 fprintf(stderr, "mira find: --level is patient, study, series or instance\n");

@@ -5,6 +5,7 @@ matching (C.2.2.2.5.4). The archive holds instances this file makes with pydicom
 expected answer is computed here from those data sets (filters and datetime arithmetic), on
 each index backend."""
 import datetime
+import json
 
 import pydicom
 import pytest
@@ -353,6 +354,15 @@ def test_combined_datetime_matching_of_studies(served):
         assert status == SUCCESS and {r.StudyInstanceUID for r in found} == sep, (dr, tr)
         differ += want != sep
     assert differ >= 4  # the cases tell the two kinds of matching apart
+    # mira find --combined-datetime: the same matching on the command line, and without it
+    # each key on its own
+    for dr, tr in RANGES:
+        for flag, match in ((["--combined-datetime"], combined_match), ([], separate_match)):
+            want = {u for u, (d, t) in studies.items() if match(d, t, dr, tr)}
+            out = run_mira("find", *srv._archive_args, *flag, f"StudyDate={dr}",
+                           f"StudyTime={tr}", "StudyInstanceUID", "--json").stdout
+            got = {o["0020000D"]["Value"][0] for o in json.loads(out)}
+            assert got == want, (flag, dr, tr)
     # the first range by hand: 22:00 on the 1st to 02:00:59 on the 2nd
     want = {u for u, (d, t) in studies.items()
             if (d, t) in {("20200101", "220000"), ("20200101", "233015.5"), ("20200102", "0030"),
