@@ -515,6 +515,10 @@ mira__auth_outcome mira__auth_request(mira__auth *au, const mira__auth_req *q,
         }
         return MIRA__AUTH_ANSWERED;
     }
+    if (mira__page_route(q->target)) { /* the web page's files: public, like a sign-in form */
+        mira__page_serve(q->method, q->target, r);
+        return MIRA__AUTH_ANSWERED;
+    }
     if (path_is(q->target, "/auth/token")) {
         if (strcmp(q->method, "POST") == 0 && !q->authorization)
             return MIRA__AUTH_READ_BODY;

@@ -87,6 +87,16 @@ typedef struct mira__http_body {
     void *ctx;
 } mira__http_body;
 
+/* ------------------------------------------------------------------ the web page */
+
+/* True if the path of target (up to '?') is one of the web page's: "/" or under "/app/".
+ * These are served to anyone (they hold no patient data: the page asks for a token and sends
+ * it with every request of its own), by mira__page_serve (page.c). */
+bool mira__page_route(const char *target);
+/* Answer a request for the page's files: GET and HEAD (405 otherwise), 404 for a file the page
+ * does not have. Paths are looked up in a table built into the binary, never on disk. */
+void mira__page_serve(const char *method, const char *target, mira__http_reply *r);
+
 /* ------------------------------------------------------------------ STOW-RS */
 
 typedef struct mira__stow_options {
