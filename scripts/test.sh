@@ -15,7 +15,8 @@
 # as anyone else as that user. If it cannot start, that is a failed step and the archive
 # tests run on SQLite only. Tests marked slow (pytest -m slow) run in the build/ pass only.
 #
-# Installs missing Debian packages, sets up .venv from tests/requirements.txt, builds build/
+# Installs missing Debian packages, sets up .venv from tests/requirements.txt and the npm
+# packages of each tests/*/package-lock.json (scripts/npm.sh), builds build/
 # (RelWithDebInfo), build-asan/ (MIRA_SANITIZE=ON) and build-fuzz/ (clang, MIRA_FUZZ=ON), then
 # runs: ctest in build/ and build-asan/; pytest tests/python against each tree's binaries; each
 # fuzz target for a bounded time from its seeds; the checked-in corpora and seeds through the
@@ -87,6 +88,10 @@ if ! bash scripts/install-deps.sh </dev/null; then
 fi
 if ! bash scripts/venv.sh </dev/null; then
     record "venv" 0 1 "(scripts/venv.sh failed)"
+    finish
+fi
+if ! bash scripts/npm.sh </dev/null; then
+    record "npm" 0 1 "(scripts/npm.sh failed)"
     finish
 fi
 py=$root/.venv/bin/python
