@@ -351,10 +351,17 @@ def test_malformed_urls_are_400(served, target):
 
 def test_routes_methods_and_media_types(served):
     srv, ref = served
-    for path in ("/", "/dicomweb", "/dicomweb/patients", "/dicomweb/studies/1.2/nothing",
+    for path in ("/dicomweb", "/dicomweb/patients", "/dicomweb/studies/1.2/nothing",
                  "/dicomweb/studies/", "/dicomweb//studies", "/dicomweb/studies/1.2/series/3"):
         st, r, data = get(srv, path)
         assert st == 404 and data["status"] == 404, (path, st)
+    # "/" is the web page (test_web_page.py), not a 404
+    c = http.client.HTTPConnection("127.0.0.1", srv.http_port, timeout=60)
+    c.request("GET", "/")
+    r = c.getresponse()
+    assert r.status == 200 and r.getheader("Content-Type").startswith("text/html"), r.status
+    assert b"<html" in r.read()
+    c.close()
     for method in ("PUT", "DELETE", "PATCH"):
         st, r, data = get(srv, "/dicomweb/studies", method=method)
         assert st == 405 and "GET" in r.getheader("Allow", ""), (method, st)
