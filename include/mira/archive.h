@@ -154,6 +154,42 @@ MIRA_API bool mira_archive_key_supported(mira_level level, mira_tag tag);
 MIRA_API char *mira_archive_instance_path(mira_archive *a, const char *sop_instance_uid,
                                           mira_error **err);
 
+/* An instance as retrieval (WADO-RS, C-GET) sees it. Borrowed for the call. */
+typedef struct mira_instance_ref {
+    const char *study_uid, *series_uid, *sop_uid, *sop_class_uid;
+    const char *transfer_syntax; /* as stored */
+    const char *path;            /* of the blob */
+    uint64_t size;               /* bytes of the blob */
+    int64_t frames;              /* Number of Frames, 0 when absent */
+    /* The metadata prepared when it was stored (see mira_instance_metadata_make), or NULL:
+     * not asked for, or an instance stored before metadata was prepared (make it then). */
+    const char *metadata;
+    size_t metadata_len;
+} mira_instance_ref;
+
+/* Told of each instance; return false to stop. */
+typedef bool (*mira_instance_fn)(void *ctx, const mira_instance_ref *ref);
+
+/*
+ * The instances of a study (series and sop NULL), of one series of it (sop NULL) or one
+ * instance of that series, in the archive's order (series number, instance number, then the
+ * order they came in), with their prepared metadata when with_metadata. One query, whatever
+ * their number. None matching: true, and fn is never called (the caller says "not found").
+ */
+MIRA_API bool mira_archive_instances(mira_archive *a, const char *study, const char *series,
+                                     const char *sop, bool with_metadata, mira_instance_fn fn,
+                                     void *ctx, mira_error **err);
+
+/*
+ * The metadata of an instance as WADO-RS returns it (PS3.18 10.4.1.1.2): its data set (never
+ * the file meta) in the DICOM JSON model, with every binary value over 1 KiB and Pixel Data
+ * as a BulkDataURI relative to the instance, "@/7FE00010" ("@/ggggeeee/ITEM/ggggeeee" inside
+ * sequences, items from 0): the server puts its URL of the instance in place of "@". From a
+ * Part 10 file or data set in memory; owned by the caller (mira_free), *len its length.
+ */
+MIRA_API char *mira_instance_metadata_make(const void *data, size_t len, size_t *out_len,
+                                           mira_error **err);
+
 /* ------------------------------------------------------------------ managing */
 
 /* An entity is named by its level and key: Patient ID (patients), Study / Series / SOP

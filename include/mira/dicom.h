@@ -245,6 +245,7 @@ typedef struct mira_json_options {
     bool pretty;             /* indent */
     size_t bulk_threshold;   /* 0: inline every binary value */
     const char *bulk_uri;    /* if set, values over the threshold become BulkDataURI "<uri>/<tag>" */
+    bool pixels_bulk;        /* with bulk_uri: pixel data is a BulkDataURI whatever its size */
 } mira_json_options;
 
 /* The data set as the DICOM JSON model. Caller frees with mira_free. */

@@ -105,6 +105,18 @@ MIRA_API bool mira_pixels_decode_frame(mira_pixels *px, uint32_t frame, void *ou
 MIRA_API bool mira_pixels_decode_all(mira_pixels *px, void *out, size_t out_len, int threads,
                                      mira_error **err);
 
+/*
+ * The bytes of frame `frame` (0-based) as they are stored, without decoding: the codestream of
+ * an encapsulated frame (its fragments joined) or the frame's part of native Pixel Data. Native
+ * data whose frames are not in little-endian byte order or not whole bytes (big-endian syntax,
+ * 1-bit samples) fail with MIRA_ERR_UNSUPPORTED: decode those. *owned is set (free it with
+ * mira_free) when the bytes had to be copied; else they are borrowed from the data set.
+ */
+MIRA_API bool mira_pixels_frame_stored(mira_pixels *px, uint32_t frame, const uint8_t **data,
+                                       size_t *len, uint8_t **owned, mira_error **err);
+/* True if px's stored frames are encapsulated (compressed). */
+MIRA_API bool mira_pixels_encapsulated(const mira_pixels *px);
+
 /* ------------------------------------------------------------------ encoding */
 
 /* Re-encode a data set's pixel data in another transfer syntax (uncompressed, RLE Lossless,
@@ -166,6 +178,14 @@ MIRA_API bool mira_png_write(const char *path, const mira_rendered *r, mira_erro
 /* Encode as PNG into memory; *out is owned by the caller (mira_free). */
 MIRA_API bool mira_png_encode(const mira_rendered *r, uint8_t **out, size_t *out_len,
                               mira_error **err);
+/* Encode as baseline JPEG (quality 1 to 100) into memory; *out is owned by the caller. */
+MIRA_API bool mira_jpeg_encode(const mira_rendered *r, int quality, uint8_t **out,
+                               size_t *out_len, mira_error **err);
+/* Scale a rendered frame to fit inside max_columns x max_rows (aspect ratio kept; 0: that side
+ * is free): the mean of the pixels each output pixel covers when shrinking, bilinear when
+ * growing. A copy when the size does not change. */
+MIRA_API bool mira_rendered_scale(const mira_rendered *in, uint32_t max_columns,
+                                  uint32_t max_rows, mira_rendered *out, mira_error **err);
 
 /* The Modality LUT of a data set: stored value -> modality value (HU for CT). */
 typedef struct mira_modality_lut mira_modality_lut;

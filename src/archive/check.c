@@ -106,6 +106,8 @@ static bool drop_instance(checker *c, const inst_row *r, mira_error **err)
     bool ok =
         db->ops->query(db, "DELETE FROM multi_values WHERE owner_level = ? AND owner_pk = ?", own,
                        2, NULL, NULL, NULL, err) &&
+        db->ops->query(db, "DELETE FROM instance_metadata WHERE instance_pk = ?", &pk, 1, NULL,
+                       NULL, NULL, err) &&
         db->ops->query(db, "DELETE FROM instances WHERE pk = ?", &pk, 1, NULL, NULL, NULL, err) &&
         mira__db_commit(db, err);
     if (!ok)

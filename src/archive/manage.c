@@ -287,6 +287,8 @@ bool mira_archive_delete(mira_archive *a, mira_level level, const char *key,
                            del, 2, NULL, NULL, NULL, err) &&
             db->ops->query(db, "DELETE FROM multi_values WHERE owner_level = ? AND owner_pk = ?",
                            own, 2, NULL, NULL, NULL, err) &&
+            db->ops->query(db, "DELETE FROM instance_metadata WHERE instance_pk = ?", &pk, 1,
+                           NULL, NULL, NULL, err) &&
             db->ops->query(db, "DELETE FROM instances WHERE pk = ?", &pk, 1, NULL, NULL, NULL, err);
         res.instances++;
         res.bytes += x->size;

@@ -184,7 +184,22 @@ static const char *const migration_4 =
     "CREATE INDEX audit_at ON audit (at);"
     "CREATE INDEX audit_user ON audit (user_name, at);";
 
-static const char *const migrations[] = {migration_1, migration_2, migration_3, migration_4};
+/*
+ * Version 5: the metadata of each instance as WADO-RS answers it (PS3.18 10.4.1.1.2), made
+ * when the instance is stored: its data set in the DICOM JSON model, without the bulk data
+ * (Pixel Data and binary values over 1 KiB), which are BulkDataURIs relative to the
+ * instance's WADO-RS URL ("@/7FE00010": http.c writes the base of the request in front).
+ * Series and study metadata are then one query, never a read of every file. Kept in a table
+ * of its own so that the rows of instances stay small for the searches that scan them.
+ * Instances stored before version 5 have no row: their metadata is made from the file when
+ * asked for (archive.c).
+ */
+static const char *const migration_5 =
+    "CREATE TABLE instance_metadata ("
+    " instance_pk @BIG@ PRIMARY KEY REFERENCES instances (pk), json TEXT NOT NULL);";
+
+static const char *const migrations[] = {migration_1, migration_2, migration_3, migration_4,
+                                         migration_5};
 
 /*
  * What a migration needs that the two backends spell differently, run after it in the same

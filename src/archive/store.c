@@ -52,6 +52,9 @@ struct mira__pending {
     /* sequence items: rows of item values, by mira__item_keys index */
     size_t nitems[4];
     char **items[4];
+    /* the instance's WADO-RS metadata (mira_instance_metadata_make), or NULL if it could not
+     * be made: it is then made from the file when asked for */
+    char *metadata;
     /* output */
     mira_store_result res;
     mira_error *err;
@@ -181,6 +184,7 @@ static void pending_free(mira__pending *p)
         mira_free(p->items[t]);
     }
     mira_free(p->tmp_path);
+    mira_free(p->metadata);
     mira_error_free(p->err);
     mira_free(p);
 }
@@ -776,6 +780,23 @@ static bool fill_items(mira__db *db, mira__pending *p, mira_level level, int64_t
 
 typedef enum outcome { OUT_NEW, OUT_DUPLICATE, OUT_REPLACED, OUT_REFUSED } outcome;
 
+/* The instance's metadata row, new or replacing the one of the blob it replaces (none when it
+ * could not be made: the old one goes all the same, it describes another blob). */
+static bool put_metadata(mira__db *db, mira__pending *p, const char *sop, mira_error **err)
+{
+    mira__dbval q[2] = {mira__db_text(p->metadata), mira__db_text(sop)};
+    if (!p->metadata)
+        return db->ops->query(db,
+                              "DELETE FROM instance_metadata WHERE instance_pk ="
+                              " (SELECT pk FROM instances WHERE sop_uid = ?)",
+                              &q[1], 1, NULL, NULL, NULL, err);
+    return db->ops->query(db,
+                          "INSERT INTO instance_metadata (instance_pk, json)"
+                          " SELECT pk, ? FROM instances WHERE sop_uid = ?"
+                          " ON CONFLICT (instance_pk) DO UPDATE SET json = excluded.json",
+                          q, 2, NULL, NULL, NULL, err);
+}
+
 /* One record's rows, inside the batch transaction (and its own savepoint). */
 static bool commit_one(mira_archive *a, mira__db *db, mira__pending *p, const char *now,
                        outcome *out, char **old_blob, mira_error **err)
@@ -823,7 +844,7 @@ static bool commit_one(mira_archive *a, mira__db *db, mira__pending *p, const ch
                                 "UPDATE series SET size_bytes = size_bytes + ?, updated_at = ? "
                                 "WHERE pk = ?",
                                 cnt, 3, NULL, NULL, NULL, err) &&
-                 refresh_instance_multi(db, p, sop, err) &&
+                 refresh_instance_multi(db, p, sop, err) && put_metadata(db, p, sop, err) &&
                  db->ops->query(db,
                                 "UPDATE studies SET size_bytes = size_bytes + ?, updated_at = ? "
                                 "WHERE pk = (SELECT study_pk FROM series WHERE pk = ?)",
@@ -928,7 +949,8 @@ static bool commit_one(mira_archive *a, mira__db *db, mira__pending *p, const ch
         params[n++] = mira__db_text(now);
         row3 ir = {0};
         ok = mira__db_query(db, sqls[MIRA_LEVEL_INSTANCE].insert, params, n, take_row, &ir, err) &&
-             sync_multi(db, p, MIRA_LEVEL_INSTANCE, ir.a, true, err);
+             sync_multi(db, p, MIRA_LEVEL_INSTANCE, ir.a, true, err) &&
+             put_metadata(db, p, p->res.sop_instance_uid, err);
         row_clear(&ir);
     }
     if (ok) {
@@ -1227,6 +1249,9 @@ static bool store(mira_archive *a, const uint8_t *data, size_t len, const char *
         p->res.size = nbytes;
         p->size = nbytes;
         mira__checksum(bytes, nbytes, p->checksum);
+        /* WADO-RS metadata, made here by the storing thread (not the committer): a file whose
+         * full data set cannot be read (pixel data broken) is stored without it */
+        p->metadata = mira_instance_metadata_make(bytes, nbytes, NULL, NULL);
         mira__blob_name(sop, mira__generation(a), p->blob);
         /* written while received, unless the bytes stored are others (Part 10 added,
          * storage compression) or writing them failed */

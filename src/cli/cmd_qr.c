@@ -110,7 +110,7 @@ static bool on_match(void *arg, const mira_dataset *match)
 {
     find_ctx *c = arg;
     if (c->json) {
-        mira_json_options jo = {true, false, 0, NULL};
+        mira_json_options jo = {.no_pixels = true};
         mira_error *err = NULL;
         char *j = mira_dataset_to_json(match, &jo, &err);
         if (!j) {

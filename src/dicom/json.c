@@ -372,6 +372,9 @@ static bool write_element(to_ctx *c, const mira_dataset *ds, const mira_element 
             c->path.len = base;
         }
         mira_json_end_array(c->w);
+    } else if (c->opt.bulk_uri && c->opt.pixels_bulk && is_pixel_data(tag)) {
+        mira_json_key(c->w, "BulkDataURI");
+        mira_json_string(c->w, (const char *)c->path.data, c->path.len);
     } else if (mira_element_is_encapsulated(e)) {
         ok = write_encapsulated(c, e);
     } else if (is_bulk_vr(vr)) {

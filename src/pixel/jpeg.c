@@ -3,6 +3,7 @@
 
 #include <setjmp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jerror.h>
@@ -235,3 +236,65 @@ const mira__codec mira__codec_jpeg = {
     .decode = jpeg_decode,
     .encode = NULL,
 };
+
+/* ------------------------------------------------------------------ encoding rendered frames */
+
+bool mira_jpeg_encode(const mira_rendered *r, int quality, uint8_t **out, size_t *out_len,
+                      mira_error **err)
+{
+    *out = NULL;
+    *out_len = 0;
+    if (!r || !r->data || !r->rows || !r->columns || (r->channels != 1 && r->channels != 3) ||
+        r->rows > 65500 || r->columns > 65500) {
+        mira_error_set(err, MIRA_ERR_ARGUMENT, "Bad image", "nothing to encode as JPEG");
+        return false;
+    }
+    struct jpeg_compress_struct cinfo;
+    jerr je;
+    memset(&cinfo, 0, sizeof cinfo);
+    memset(&je, 0, sizeof je);
+    cinfo.err = jpeg_std_error(&je.pub);
+    je.pub.error_exit = on_error_exit;
+    je.pub.emit_message = on_emit_message;
+    je.pub.output_message = on_output_message;
+    /* libjpeg's output buffer: written through their addresses only (so they are in memory
+     * when a longjmp comes back); ok is volatile, set between setjmp and a longjmp */
+    unsigned char *mem = NULL;
+    unsigned long mem_len = 0;
+    volatile bool ok = false;
+    if (setjmp(je.jump) == 0) {
+        jpeg_create_compress(&cinfo);
+        jpeg_mem_dest(&cinfo, &mem, &mem_len);
+        cinfo.image_width = r->columns;
+        cinfo.image_height = r->rows;
+        cinfo.input_components = r->channels;
+        cinfo.in_color_space = r->channels == 3 ? JCS_RGB : JCS_GRAYSCALE;
+        jpeg_set_defaults(&cinfo);
+        jpeg_set_quality(&cinfo, quality < 1 ? 1 : quality > 100 ? 100 : quality, TRUE);
+        jpeg_start_compress(&cinfo, TRUE);
+        size_t stride = (size_t)r->columns * (size_t)r->channels;
+        while (cinfo.next_scanline < cinfo.image_height) {
+            JSAMPROW row = (JSAMPROW)(r->data + (size_t)cinfo.next_scanline * stride);
+            jpeg_write_scanlines(&cinfo, &row, 1);
+        }
+        jpeg_finish_compress(&cinfo);
+        ok = true;
+    } else {
+        mira_error_set(err, MIRA_ERR_INVALID, "Cannot encode JPEG", "libjpeg: %s", je.message);
+    }
+    jpeg_destroy_compress(&cinfo);
+    if (ok) {
+        /* libjpeg's buffer is malloc'd: copied into mira's allocator for the caller */
+        uint8_t *copy = mira_malloc(mem_len ? mem_len : 1);
+        if (copy) {
+            memcpy(copy, mem, mem_len);
+            *out = copy;
+            *out_len = mem_len;
+        } else {
+            mira_error_set(err, MIRA_ERR_NOMEM, "Out of memory", "a JPEG of %lu bytes", mem_len);
+            ok = false;
+        }
+    }
+    free(mem);
+    return ok;
+}

@@ -982,3 +982,36 @@ bool mira_pixels_decode_all(mira_pixels *px, void *out, size_t out_len, int thre
     }
     return ok;
 }
+
+bool mira_pixels_encapsulated(const mira_pixels *px)
+{
+    return px->encapsulated;
+}
+
+bool mira_pixels_frame_stored(mira_pixels *px, uint32_t frame, const uint8_t **data,
+                              size_t *len, uint8_t **owned, mira_error **err)
+{
+    *owned = NULL;
+    if (frame >= px->stored.frames) {
+        mira_error_set(err, MIRA_ERR_NOT_FOUND, "No such frame", "frame %u of %u", frame + 1,
+                       px->stored.frames);
+        return false;
+    }
+    if (px->encapsulated)
+        return mira__pixels_frame_bytes(px, frame, data, len, owned, err);
+    if (px->big_endian || px->swap_pairs || px->stored.bits_allocated < 8 ||
+        px->native_frame_bytes > SIZE_MAX) {
+        mira_error_set(err, MIRA_ERR_UNSUPPORTED, "Frame not byte-addressable",
+                       "the stored frames are %s: decode them",
+                       px->stored.bits_allocated < 8 ? "bits, not bytes" : "big-endian");
+        return false;
+    }
+    uint64_t at = (uint64_t)frame * px->native_frame_bytes;
+    if (at + px->native_frame_bytes > px->data_len) {
+        mira_error_set(err, MIRA_ERR_INVALID, "Pixel data too short", "frame %u", frame + 1);
+        return false;
+    }
+    *data = px->data + at;
+    *len = (size_t)px->native_frame_bytes;
+    return true;
+}

@@ -281,3 +281,86 @@ bool mira_pixels_render(mira_pixels *px, const mira_render_options *opt, mira_re
     out->channels = colour ? 3 : 1;
     return true;
 }
+
+/* ------------------------------------------------------------------ scaling */
+
+bool mira_rendered_scale(const mira_rendered *in, uint32_t max_columns, uint32_t max_rows,
+                         mira_rendered *out, mira_error **err)
+{
+    memset(out, 0, sizeof *out);
+    if (!in || !in->data || !in->rows || !in->columns || (in->channels != 1 && in->channels != 3)) {
+        mira_error_set(err, MIRA_ERR_ARGUMENT, "Bad image", "nothing to scale");
+        return false;
+    }
+    /* the largest size inside the box with the image's aspect ratio */
+    double sx = max_columns ? (double)max_columns / in->columns : 0;
+    double sy = max_rows ? (double)max_rows / in->rows : 0;
+    double s = !max_columns ? sy : !max_rows ? sx : (sx < sy ? sx : sy);
+    if (!max_columns && !max_rows)
+        s = 1;
+    double w = in->columns * s + 0.5, h = in->rows * s + 0.5;
+    if (w > 16384 || h > 16384) {
+        mira_error_set(err, MIRA_ERR_LIMIT, "Image too large", "scaling to %.0f x %.0f", w, h);
+        return false;
+    }
+    uint32_t ow = w < 1 ? 1 : (uint32_t)w, oh = h < 1 ? 1 : (uint32_t)h;
+    int ch = in->channels;
+    uint8_t *dst = mira_malloc((size_t)ow * oh * (size_t)ch);
+    if (!dst) {
+        mira_error_set(err, MIRA_ERR_NOMEM, "Out of memory", "scaling to %u x %u", ow, oh);
+        return false;
+    }
+    double fx = (double)in->columns / ow, fy = (double)in->rows / oh;
+    size_t stride = (size_t)in->columns * (size_t)ch;
+    for (uint32_t y = 0; y < oh; y++) {
+        for (uint32_t x = 0; x < ow; x++) {
+            uint8_t *o = dst + ((size_t)y * ow + x) * (size_t)ch;
+            if (fx > 1 || fy > 1) {
+                /* shrinking: the mean of the source pixels whose centres fall in the footprint */
+                uint32_t x0 = (uint32_t)(x * fx), x1 = (uint32_t)((x + 1) * fx);
+                uint32_t y0 = (uint32_t)(y * fy), y1 = (uint32_t)((y + 1) * fy);
+                if (x1 <= x0)
+                    x1 = x0 + 1;
+                if (y1 <= y0)
+                    y1 = y0 + 1;
+                if (x1 > in->columns)
+                    x1 = in->columns;
+                if (y1 > in->rows)
+                    y1 = in->rows;
+                for (int c = 0; c < ch; c++) {
+                    uint64_t sum = 0;
+                    for (uint32_t yy = y0; yy < y1; yy++)
+                        for (uint32_t xx = x0; xx < x1; xx++)
+                            sum += in->data[yy * stride + (size_t)xx * ch + c];
+                    uint64_t n = (uint64_t)(x1 - x0) * (y1 - y0);
+                    o[c] = (uint8_t)((sum + n / 2) / n);
+                }
+            } else {
+                /* growing (or the same size): bilinear between the four nearest centres */
+                double u = (x + 0.5) * fx - 0.5, v = (y + 0.5) * fy - 0.5;
+                if (u < 0)
+                    u = 0;
+                if (v < 0)
+                    v = 0;
+                uint32_t ux = (uint32_t)u, vy = (uint32_t)v;
+                uint32_t ux1 = ux + 1 < in->columns ? ux + 1 : ux;
+                uint32_t vy1 = vy + 1 < in->rows ? vy + 1 : vy;
+                double a = u - ux, b = v - vy;
+                for (int c = 0; c < ch; c++) {
+                    double p00 = in->data[vy * stride + (size_t)ux * ch + c];
+                    double p01 = in->data[vy * stride + (size_t)ux1 * ch + c];
+                    double p10 = in->data[vy1 * stride + (size_t)ux * ch + c];
+                    double p11 = in->data[vy1 * stride + (size_t)ux1 * ch + c];
+                    double val =
+                        (p00 * (1 - a) + p01 * a) * (1 - b) + (p10 * (1 - a) + p11 * a) * b;
+                    o[c] = (uint8_t)(val + 0.5);
+                }
+            }
+        }
+    }
+    out->rows = oh;
+    out->columns = ow;
+    out->channels = ch;
+    out->data = dst;
+    return true;
+}

@@ -99,6 +99,10 @@ void mira__http_reply_cleanup(mira__http_reply *r)
     r->authenticate = NULL;
     mira__buf_cleanup(&r->studies);
     mira__buf_cleanup(&r->series);
+    if (r->stream && r->stream_free)
+        r->stream_free(r->stream_ctx);
+    r->stream = NULL;
+    r->stream_ctx = NULL;
 }
 
 const char *mira__http_reason(int status)
@@ -110,6 +114,8 @@ const char *mira__http_reason(int status)
         return "Accepted";
     case 204:
         return "No Content";
+    case 206:
+        return "Partial Content";
     case 400:
         return "Bad Request";
     case 401:
@@ -128,6 +134,8 @@ const char *mira__http_reason(int status)
         return "Content Too Large";
     case 415:
         return "Unsupported Media Type";
+    case 416:
+        return "Range Not Satisfiable";
     case 429:
         return "Too Many Requests";
     case 500:
@@ -281,18 +289,35 @@ static bool accepts_json(const char *accept, bool *plain)
 
 typedef struct route {
     mira_level level;
-    char *study, *series; /* decoded UIDs of the path (owned), or NULL */
-    bool store;      /* POST stores here (STOW-RS) */
-    bool store_only; /* and it is no search: /dicomweb/studies/{study} */
+    char *study, *series, *sop; /* decoded UIDs of the path (owned), or NULL */
+    bool store;  /* POST stores here (STOW-RS) */
+    bool search; /* GET searches here (QIDO-RS) */
+    bool wado;   /* GET retrieves here (WADO-RS, or WADO-URI when uri) */
+    bool uri;
+    mira__wado_kind kind;
+    char *frames; /* the frame list of .../frames/{list} (owned), or NULL */
+    char *bulk;   /* the path after .../bulkdata/ (owned), or NULL */
 } route;
 
-/* Match the path of a request target (up to '?' or the end); 404 unless it is a QIDO-RS or
- * STOW-RS resource. */
+static void route_free(route *rt)
+{
+    mira_free(rt->study);
+    mira_free(rt->series);
+    mira_free(rt->sop);
+    mira_free(rt->frames);
+    mira_free(rt->bulk);
+    memset(rt, 0, sizeof *rt);
+}
+
+#define MAX_SEGMENTS 40
+
+/* Match the path of a request target (up to '?' or the end); 404 unless it is a QIDO-RS,
+ * WADO-RS, STOW-RS or WADO-URI resource, 400 for a UID of the path that is none. */
 static bool match_route(const char *path, size_t len, route *rt, mira__http_reply *r)
 {
     memset(rt, 0, sizeof *rt);
-    const char *seg[8];
-    size_t seglen[8], n = 0;
+    const char *seg[MAX_SEGMENTS];
+    size_t seglen[MAX_SEGMENTS], n = 0;
     if (len == 0 || path[0] != '/') {
         mira__http_reply_error(r, 404, "no resource here");
         return false;
@@ -301,8 +326,8 @@ static bool match_route(const char *path, size_t len, route *rt, mira__http_repl
         size_t j = i;
         while (j < len && path[j] != '/')
             j++;
-        if (n == 8) {
-            n = 9;
+        if (n == MAX_SEGMENTS) {
+            n = MAX_SEGMENTS + 1;
             break;
         }
         seg[n] = path + i;
@@ -311,45 +336,87 @@ static bool match_route(const char *path, size_t len, route *rt, mira__http_repl
     }
 #define SEG(k, s) (seglen[k] == sizeof(s) - 1 && memcmp(seg[k], s, sizeof(s) - 1) == 0)
     bool found = false;
-    int study_at = -1, series_at = -1;
-    if (n >= 2 && n <= 6 && SEG(0, "dicomweb")) {
+    int uid_at[3] = {-1, -1, -1}; /* study, series, instance */
+    size_t rest = 0;              /* segments after the entity's path */
+    if (n == 1 && SEG(0, "wado")) {
+        rt->wado = rt->uri = found = true;
+    } else if (n == 2 && SEG(0, "dicomweb") && SEG(1, "wado")) {
+        rt->wado = rt->uri = found = true;
+    } else if (n >= 2 && n <= MAX_SEGMENTS && SEG(0, "dicomweb")) {
         if (n == 2 && SEG(1, "studies")) {
-            rt->level = MIRA_LEVEL_STUDY, rt->store = true, found = true;
-        } else if (n == 3 && SEG(1, "studies") && seglen[2] > 0) {
-            rt->level = MIRA_LEVEL_STUDY, study_at = 2, found = true;
-            rt->store = rt->store_only = true;
+            rt->level = MIRA_LEVEL_STUDY, rt->store = rt->search = found = true;
         } else if (n == 2 && SEG(1, "series")) {
-            rt->level = MIRA_LEVEL_SERIES, found = true;
+            rt->level = MIRA_LEVEL_SERIES, rt->search = found = true;
         } else if (n == 2 && SEG(1, "instances")) {
-            rt->level = MIRA_LEVEL_INSTANCE, found = true;
-        } else if (n == 4 && SEG(1, "studies") && SEG(3, "series")) {
-            rt->level = MIRA_LEVEL_SERIES, study_at = 2, found = true;
-        } else if (n == 4 && SEG(1, "studies") && SEG(3, "instances")) {
-            rt->level = MIRA_LEVEL_INSTANCE, study_at = 2, found = true;
-        } else if (n == 6 && SEG(1, "studies") && SEG(3, "series") && SEG(5, "instances")) {
-            rt->level = MIRA_LEVEL_INSTANCE, study_at = 2, series_at = 4, found = true;
+            rt->level = MIRA_LEVEL_INSTANCE, rt->search = found = true;
+        } else if (n >= 3 && SEG(1, "studies") && seglen[2] > 0) {
+            uid_at[0] = 2;
+            if (n == 4 && SEG(3, "series")) {
+                rt->level = MIRA_LEVEL_SERIES, rt->search = found = true;
+            } else if (n == 4 && SEG(3, "instances")) {
+                rt->level = MIRA_LEVEL_INSTANCE, rt->search = found = true;
+            } else if (n >= 5 && SEG(3, "series") && seglen[4] > 0) {
+                uid_at[1] = 4;
+                if (n == 6 && SEG(5, "instances")) {
+                    rt->level = MIRA_LEVEL_INSTANCE, rt->search = found = true;
+                } else if (n >= 7 && SEG(5, "instances") && seglen[6] > 0) {
+                    uid_at[2] = 6;
+                    rt->level = MIRA_LEVEL_INSTANCE, rt->wado = true, rest = 7;
+                } else {
+                    rt->level = MIRA_LEVEL_SERIES, rt->wado = true, rest = 5;
+                }
+            } else {
+                rt->level = MIRA_LEVEL_STUDY, rt->wado = true, rest = 3;
+                rt->store = n == 3; /* POST /dicomweb/studies/{study} */
+            }
+        }
+        if (rt->wado) { /* what follows the entity: nothing, or one of its resources */
+            size_t k = n - rest;
+            bool inst = rt->level == MIRA_LEVEL_INSTANCE;
+            if (k == 0) {
+                rt->kind = MIRA__WADO_INSTANCES, found = true;
+            } else if (k == 1 && SEG(rest, "metadata")) {
+                rt->kind = MIRA__WADO_METADATA, found = true;
+            } else if (k == 1 && SEG(rest, "rendered")) {
+                rt->kind = MIRA__WADO_RENDERED, found = true;
+            } else if (k == 1 && SEG(rest, "thumbnail")) {
+                rt->kind = MIRA__WADO_THUMBNAIL, found = true;
+            } else if (inst && (k == 2 || k == 3) && SEG(rest, "frames") && seglen[rest + 1]) {
+                rt->frames = mira_strndup(seg[rest + 1], seglen[rest + 1]);
+                if (k == 2)
+                    rt->kind = MIRA__WADO_FRAMES, found = true;
+                else if (SEG(rest + 2, "rendered"))
+                    rt->kind = MIRA__WADO_RENDERED, found = true;
+                else if (SEG(rest + 2, "thumbnail"))
+                    rt->kind = MIRA__WADO_THUMBNAIL, found = true;
+            } else if (inst && k >= 2 && SEG(rest, "bulkdata")) {
+                const char *b = seg[rest + 1];
+                rt->bulk = mira_strndup(b, (size_t)(path + len - b));
+                rt->kind = MIRA__WADO_BULKDATA, found = true;
+            }
         }
     }
 #undef SEG
     if (!found) {
-        mira__http_reply_error(r, 404, "no resource here (QIDO-RS: /dicomweb/studies, "
+        route_free(rt);
+        mira__http_reply_error(r, 404, "no resource here (DICOMweb: /dicomweb/studies, "
                                        "/dicomweb/series, /dicomweb/instances and below; "
-                                       "STOW-RS: POST /dicomweb/studies[/{study}])");
+                                       "WADO-URI: /wado)");
         return false;
     }
-    int at[2] = {study_at, series_at};
-    char **out[2] = {&rt->study, &rt->series};
-    for (int k = 0; k < 2; k++) {
-        if (at[k] < 0)
+    char **out[3] = {&rt->study, &rt->series, &rt->sop};
+    static const char *const what[3] = {"Study Instance", "Series Instance", "SOP Instance"};
+    for (int k = 0; k < 3; k++) {
+        if (uid_at[k] < 0)
             continue;
         mira_error *err = NULL;
-        char *uid = mira__url_decode(seg[at[k]], seglen[at[k]], false, &err);
+        char *uid = mira__url_decode(seg[uid_at[k]], seglen[uid_at[k]], false, &err);
         if (!uid || !mira__uid_valid(uid, strlen(uid))) {
-            mira__http_reply_error(r, 400, "the %s UID in the path is not a UID%s%s",
-                                   k ? "Series Instance" : "Study Instance", err ? ": " : "",
-                                   err ? mira_error_get_message(err) : "");
+            mira__http_reply_error(r, 400, "the %s UID in the path is not a UID%s%s", what[k],
+                                   err ? ": " : "", err ? mira_error_get_message(err) : "");
             mira_error_free(err);
             mira_free(uid);
+            route_free(rt);
             return false;
         }
         *out[k] = uid;
@@ -360,6 +427,10 @@ static bool match_route(const char *path, size_t len, route *rt, mira__http_repl
 /* ------------------------------------------------------------------ requests */
 
 /* A search (GET and HEAD), or the 404 or 405 of any request no route took at its headers. */
+static void base_url(mira_web_server *s, struct MHD_Connection *c, char *out, size_t n);
+
+/* A search or a retrieval (GET and HEAD), or the 404 or 405 of any request no route took at its
+ * headers. */
 static void serve(mira_web_server *s, struct MHD_Connection *c, const char *method,
                   const char *target, const mira_principal *who, mira__http_reply *r,
                   const char **allow)
@@ -370,13 +441,36 @@ static void serve(mira_web_server *s, struct MHD_Connection *c, const char *meth
     route rt;
     if (!match_route(target, plen, &rt, r))
         return;
-    if (rt.store_only) {
-        *allow = "POST";
-        mira__http_reply_error(r, 405, "%s is not allowed here: a store takes POST", method);
-    } else if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+    const char *query = qm ? qm + 1 : "";
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
         *allow = rt.store ? "GET, HEAD, POST" : "GET, HEAD";
-        mira__http_reply_error(r, 405, "%s is not allowed here: a search takes GET%s", method,
+        mira__http_reply_error(r, 405, "%s is not allowed here: %s takes GET%s", method,
+                               rt.search ? "a search" : "a retrieval",
                                rt.store ? ", a store POST" : "");
+    } else if (rt.wado) {
+        if (who->role == MIRA_ROLE_RESEARCHER) {
+            /* retrieval returns whole data sets and pixels: not yet made de-identified */
+            mira__http_reply_error(r, 403, "researchers may search (de-identified) but not "
+                                           "retrieve: retrieval is not de-identified yet");
+        } else {
+            char base[400];
+            base_url(s, c, base, sizeof base);
+            mira__wado_request q = {
+                .kind = rt.kind,
+                .level = rt.level,
+                .study = rt.study,
+                .series = rt.series,
+                .sop = rt.sop,
+                .frames = rt.frames,
+                .bulk = rt.bulk,
+                .query = query,
+                .accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept"),
+                .range = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Range"),
+                .base_url = base,
+                .uri = rt.uri,
+            };
+            mira__wado_serve(s->opt.archive, &q, r);
+        }
     } else {
         bool plain;
         const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept");
@@ -386,7 +480,6 @@ static void serve(mira_web_server *s, struct MHD_Connection *c, const char *meth
         } else {
             mira__qido_query q;
             mira_error *err = NULL;
-            const char *query = qm ? qm + 1 : "";
             if (!mira__qido_parse(rt.level, rt.study, rt.series, query, strlen(query), &q, &err)) {
                 if (mira_error_get_code(err) == MIRA_ERR_NOMEM)
                     mira__http_reply_error(r, 503, "out of memory");
@@ -404,8 +497,7 @@ static void serve(mira_web_server *s, struct MHD_Connection *c, const char *meth
             mira__qido_query_cleanup(&q);
         }
     }
-    mira_free(rt.study);
-    mira_free(rt.series);
+    route_free(&rt);
 }
 
 /* Queue r on c (allow: the Allow header of a 405, or NULL); its status is kept in cs. */
@@ -416,12 +508,28 @@ static enum MHD_Result queue_reply(struct MHD_Connection *c, conn_state *cs,
         r->body.len = 0;
         r->status = 503;
     }
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        r->body.len, r->body.len ? r->body.data : (void *)"", MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *resp;
+    bool streamed = r->stream != NULL;
+    if (streamed) { /* the response owns the stream from here, whatever happens */
+        resp = MHD_create_response_from_callback(
+            r->stream_size == UINT64_MAX ? MHD_SIZE_UNKNOWN : r->stream_size, 256 * 1024,
+            (MHD_ContentReaderCallback)r->stream, r->stream_ctx, r->stream_free);
+        if (!resp)
+            r->stream_free(r->stream_ctx);
+        r->stream = NULL;
+        r->stream_ctx = NULL;
+    } else {
+        resp = MHD_create_response_from_buffer(
+            r->body.len, r->body.len ? r->body.data : (void *)"", MHD_RESPMEM_MUST_COPY);
+    }
     enum MHD_Result ret = MHD_NO;
     if (resp) {
-        if (r->content_type && r->body.len)
+        if (r->content_type && (r->body.len || streamed))
             MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
+        if (r->content_range)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, r->content_range);
+        if (r->accept_ranges)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
         for (size_t i = 0; i < r->nwarnings; i++)
             MHD_add_response_header(resp, MHD_HTTP_HEADER_WARNING, r->warnings[i]);
         if (allow)
@@ -439,7 +547,9 @@ static enum MHD_Result queue_reply(struct MHD_Connection *c, conn_state *cs,
     }
     if (cs) {
         cs->status = r->status;
-        cs->bytes = r->status == 204 ? 0 : r->body.len;
+        cs->bytes = r->status == 204 ? 0
+                    : streamed      ? (r->stream_size == UINT64_MAX ? 0 : r->stream_size)
+                                    : r->body.len;
     }
     return ret;
 }
@@ -477,8 +587,7 @@ static bool begin_request(mira_web_server *s, struct MHD_Connection *c, conn_sta
                  rt.store;
     mira__http_reply_cleanup(&r);
     if (!store) { /* answered by serve at the end: 404, 405 or the 400 of a bad UID */
-        mira_free(rt.study);
-        mira_free(rt.series);
+        route_free(&rt);
         return false;
     }
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
@@ -499,8 +608,7 @@ static bool begin_request(mira_web_server *s, struct MHD_Connection *c, conn_sta
     };
     mira__http_reply_init(&r);
     bool started = mira__stow_begin(&o, &cs->body, &r);
-    mira_free(rt.study);
-    mira_free(rt.series);
+    route_free(&rt);
     if (started) {
         mira__http_reply_cleanup(&r);
         return false;

@@ -6,6 +6,8 @@
 
 #include "core/buf.h"
 
+#include <sys/types.h>
+
 #define MIRA__HTTP_MAX_WARNINGS 4
 
 /* A reply being made: status, body, and the headers the services set. */
@@ -22,6 +24,19 @@ typedef struct mira__http_reply {
     /* the patient data in the reply, for the audit log: Study and Series Instance UIDs,
      * separated by '\\' (filled by the services) */
     mira__buf studies, series;
+    /* A body made while it is sent (a retrieval), instead of body: stream fills buf with up
+     * to max bytes at offset pos and returns their count, -1 at the end, -2 on a failure (the
+     * connection is then closed: the client sees a reply cut short). stream_free frees ctx,
+     * once (by the server after sending, or by _cleanup if the reply is never sent).
+     * stream_size: the length when known, UINT64_MAX when not (sent chunked). */
+    ssize_t (*stream)(void *ctx, uint64_t pos, char *buf, size_t max);
+    void (*stream_free)(void *ctx);
+    void *stream_ctx;
+    uint64_t stream_size;
+    char ctype[192];          /* a content type made for this reply (content_type points here) */
+    const char *content_range; /* a 206's Content-Range (points into ctype2), or NULL */
+    char ctype2[96];
+    bool accept_ranges;        /* Accept-Ranges: bytes */
 } mira__http_reply;
 
 void mira__http_reply_init(mira__http_reply *r);
@@ -86,6 +101,49 @@ typedef struct mira__http_body {
     void (*free)(void *ctx);
     void *ctx;
 } mira__http_body;
+
+/* ------------------------------------------------------------------ WADO-RS and WADO-URI */
+
+typedef enum mira__wado_kind {
+    MIRA__WADO_INSTANCES = 0, /* the study, series or instance (application/dicom) */
+    MIRA__WADO_METADATA,      /* .../metadata */
+    MIRA__WADO_FRAMES,        /* .../instances/{I}/frames/{list} */
+    MIRA__WADO_RENDERED,      /* .../rendered, .../frames/{list}/rendered */
+    MIRA__WADO_THUMBNAIL,     /* .../thumbnail, .../frames/{list}/thumbnail */
+    MIRA__WADO_BULKDATA,      /* .../instances/{I}/bulkdata/{path} */
+} mira__wado_kind;
+
+/* A retrieval, from the path of a WADO-RS request or the query of a WADO-URI one. */
+typedef struct mira__wado_request {
+    mira__wado_kind kind;
+    mira_level level;                 /* STUDY, SERIES or INSTANCE */
+    const char *study, *series, *sop; /* decoded UIDs (series, sop NULL above their level) */
+    const char *frames;     /* the frame list as in the path ("1,3"), or NULL */
+    const char *bulk;       /* what follows bulkdata/ ("7FE00010", "00081111/0/00081150") */
+    const char *query;      /* the query string (without '?'), percent-encoded, or "" */
+    const char *accept;     /* the Accept header, or NULL */
+    const char *range;      /* the Range header, or NULL */
+    const char *base_url;   /* "http://host:port/dicomweb" */
+    bool uri;               /* a WADO-URI request: query holds its parameters (PS3.18 9) */
+} mira__wado_request;
+
+/* Answer a retrieval (GET or HEAD) into r: the instances as multipart/related application/dicom
+ * (PS3.18 10.4), metadata as DICOM JSON, frames, rendered images, thumbnails, bulk data; 404
+ * for what the archive does not hold, 406 for an Accept it cannot answer, 400 for bad
+ * parameters. Fills r->studies and r->series for the audit. */
+void mira__wado_serve(mira_archive *a, const mira__wado_request *q, mira__http_reply *r);
+
+/* Parse one media range of an Accept header: what it names and its parameters. */
+typedef struct mira__media_range {
+    char type[96];            /* "multipart/related", "image/jpeg"... (lower case, as sent) */
+    char inner[96];           /* the type="..." parameter (multipart), or "" */
+    char transfer_syntax[72]; /* the transfer-syntax parameter, or "" */
+    double q;                 /* quality, 1 when absent */
+} mira__media_range;
+
+/* The media ranges of an Accept header (NULL or "": one range admitting anything), best first
+ * (a stable sort by q, q=0 ones left out); at most max. Returns how many. */
+size_t mira__accept_parse(const char *accept, mira__media_range *out, size_t max);
 
 /* ------------------------------------------------------------------ the web page */
 

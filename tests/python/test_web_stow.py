@@ -182,10 +182,13 @@ def test_study_of_the_path(server):
     r = post(server, body(good2), path="/dicomweb/studies/1.2.3")
     assert r.status_code == 409
     assert found_by_find(server, ds2.SOPInstanceUID) == []
-    # a store resource is no search
+    # the study's resource also retrieves it (WADO-RS), and takes no other method
     r = requests.get(f"http://127.0.0.1:{server.http_port}/dicomweb/studies/{study}",
                      headers=bearer(server.token))
-    assert r.status_code == 405 and r.headers["Allow"] == "POST"
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("multipart/related")
+    r = requests.put(f"http://127.0.0.1:{server.http_port}/dicomweb/studies/{study}", data=b"x",
+                     headers=bearer(server.token))
+    assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD, POST"
     r = requests.put(f"http://127.0.0.1:{server.http_port}/dicomweb/studies", data=b"x",
                      headers=bearer(server.token))
     assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD, POST"
