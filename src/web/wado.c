@@ -311,33 +311,37 @@ static void dicom_stream_free(void *ctx)
 }
 
 /* Bytes of instance x in x->out_ts, into memory (transcoded). */
-static bool make_transcoded(const inst *x, uint8_t **out, size_t *len)
+static bool make_transcoded(const inst *x, uint8_t **out, size_t *len, mira_error **err)
 {
-    mira_file *f = mira_file_read(x->path, NULL, NULL);
-    bool ok = f && mira_file_transcode(f, x->out_ts, 1, NULL) &&
-              mira_file_write_memory(f, x->out_ts, out, len, NULL);
+    mira_file *f = mira_file_read(x->path, NULL, err);
+    bool ok = f && mira_file_transcode(f, x->out_ts, 1, err) &&
+              mira_file_write_memory(f, x->out_ts, out, len, err);
     mira_file_free(f);
     return ok;
 }
 
-/* Start the body of the next instance (and the part's headers); false on a failure. */
+/* Start the body of the next instance (and the part's headers); false on a failure. An
+ * instance of a study or series that cannot be transcoded after all (its pixel data does not
+ * decode) is sent as it is stored, its part saying in which syntax: the client gets every
+ * instance it can, and learns which ones are not in the syntax it asked for. */
 static bool start_part(dicom_stream *st)
 {
     inst *x = &st->list.v[st->next];
     st->head.len = 0;
     st->head_at = 0;
+    if (strcmp(x->out_ts, x->ts) != 0 && !st->mem &&
+        !make_transcoded(x, &st->mem, &st->mem_len, NULL))
+        snprintf(x->out_ts, sizeof x->out_ts, "%s", x->ts);
     if (!st->single)
         mira__buf_printf(&st->head, "%s--%s\r\nContent-Type: application/dicom; "
                                     "transfer-syntax=%s\r\n\r\n",
                          st->next ? "\r\n" : "", st->boundary, x->out_ts);
-    if (strcmp(x->out_ts, x->ts) == 0) {
+    if (!st->mem) {
         st->fd = open(x->path, O_RDONLY | O_CLOEXEC);
         struct stat sb;
         if (st->fd < 0 || fstat(st->fd, &sb) != 0)
             return false;
         st->left = (uint64_t)sb.st_size;
-    } else if (!make_transcoded(x, &st->mem, &st->mem_len)) {
-        return false;
     }
     st->next++;
     return !st->head.failed;
@@ -375,7 +379,7 @@ static ssize_t dicom_stream_read(void *ctx, uint64_t pos, char *buf, size_t max)
             }
             continue;
         }
-        if (st->mem) {
+        if (st->mem && st->next > 0) { /* (before the first part: made ahead, not yet due) */
             size_t k = st->mem_len - st->mem_at;
             if (k > max - w)
                 k = max - w;
@@ -481,6 +485,20 @@ static void serve_instances(mira_archive *a, const mira__wado_request *q,
         inst_list_free(&l);
         mira__http_reply_error(r, 503, "out of memory");
         return;
+    }
+    if (l.n == 1 && strcmp(l.v[0].out_ts, l.v[0].ts) != 0) {
+        /* one instance: transcoded before the reply, so that a failure is its answer */
+        mira_error *err = NULL;
+        if (!make_transcoded(&l.v[0], &st->mem, &st->mem_len, &err)) {
+            int code = mira_error_get_code(err);
+            mira__http_reply_error(r, code == MIRA_ERR_NOMEM ? 503 : 406,
+                                   "instance %s cannot be sent in %s: %s", l.v[0].sop,
+                                   l.v[0].out_ts, mira_error_get_message(err));
+            mira_error_free(err);
+            mira_free(st);
+            inst_list_free(&l);
+            return;
+        }
     }
     st->list = l;
     st->fd = -1;
@@ -864,11 +882,11 @@ static int parse_numbers(const char *s, double *v, int max, char *word, size_t w
     if (word)
         *word = 0;
     while (*p) {
-        if (n == max)
-            return -1;
         char *end;
         errno = 0;
         double d = strtod(p, &end);
+        if (end != p && !errno && n == max)
+            return -1;
         if (end == p || errno) {
             /* a word: only as the last item (the VOI function of window=) */
             if (!word)
