@@ -218,4 +218,5 @@ function route() {
 }
 
 window.addEventListener('hashchange', route);
+$('sign-in-button').disabled = false; // (disabled until this module has loaded)
 route();

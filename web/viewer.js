@@ -190,12 +190,19 @@ class Viewport {
   }
 
   render() {
+    // the canvas on whole device pixels inside the viewport (a grid cell's box is fractional):
+    // one canvas pixel is one screen pixel, so 1:1 is not resampled
     const dpr = window.devicePixelRatio || 1;
-    const w = Math.max(1, Math.round(this.el.clientWidth * dpr));
-    const h = Math.max(1, Math.round(this.el.clientHeight * dpr));
-    if (this.canvas.width !== w || this.canvas.height !== h) {
+    const r = this.el.getBoundingClientRect();
+    const left = Math.ceil(r.left * dpr); const top = Math.ceil(r.top * dpr);
+    const w = Math.max(1, Math.floor(r.right * dpr) - left);
+    const h = Math.max(1, Math.floor(r.bottom * dpr) - top);
+    if (this.canvas.width !== w || this.canvas.height !== h || this.placed !== `${left},${top}`) {
       this.canvas.width = w;
       this.canvas.height = h;
+      this.placed = `${left},${top}`;
+      Object.assign(this.canvas.style, { left: `${left / dpr - r.left}px`, top: `${top / dpr - r.top}px`,
+        width: `${w / dpr}px`, height: `${h / dpr}px` });
     }
     const ctx = this.canvas.getContext('2d');
     ctx.fillStyle = '#000';
@@ -306,10 +313,17 @@ class Viewport {
     c.addEventListener('wheel', (ev) => {
       ev.preventDefault();
       this.viewer.activate(this);
-      this.wheel = (this.wheel || 0) + ev.deltaY;
-      const steps = Math.trunc(this.wheel / 40) || (Math.abs(ev.deltaY) >= 1 ? Math.sign(ev.deltaY) : 0);
-      this.wheel = 0;
-      this.scroll(steps);
+      // a notch of a mouse wheel is a slice; a touchpad's small deltas add up to one
+      if (Math.abs(ev.deltaY) >= 50 || ev.deltaMode !== 0) {
+        this.wheel = 0;
+        this.scroll(Math.sign(ev.deltaY));
+      } else {
+        this.wheel = (this.wheel || 0) + ev.deltaY;
+        if (Math.abs(this.wheel) >= 50) {
+          this.scroll(Math.sign(this.wheel));
+          this.wheel = 0;
+        }
+      }
     }, { passive: false });
     c.addEventListener('contextmenu', (ev) => ev.preventDefault());
     c.addEventListener('pointerdown', (ev) => {
