@@ -37,8 +37,17 @@ try {
   result.rows = await page.locator('#study-table tbody tr').allInnerTexts();
   await page.screenshot({ path: `${p.out}/list.png` });
 
+  // the patient page: the patient's studies (from the link in the list), then back
+  await page.locator('#study-table tbody tr a').first().click();
+  await page.waitForSelector('#patient-studies tbody tr');
+  result.patient = { title: await page.textContent('#patient-title'),
+    facts: await page.locator('#patient-facts').innerText(),
+    studies: await page.locator('#patient-studies tbody tr').allInnerTexts() };
+  await page.goBack();
+  await page.waitForSelector('#study-table tbody tr');
+
   // open the study: the viewer shows the CT series
-  await page.locator('#study-table tbody tr').first().click();
+  await page.locator('#study-table tbody tr td:nth-child(3)').first().click();
   const canvas = page.locator('.viewport canvas').first();
   const ready = async (test = () => true) => {
     await page.waitForFunction(() => {

@@ -169,6 +169,14 @@ def test_sign_in_search_view_scroll_window_measure(served, tmp_path):
     # the search: only the CT study of this patient
     assert len(res["rows"]) == 1 and "PAGE-1" in res["rows"][0] and "ACC-PAGE-1" in res["rows"][0], res
     assert res["rows_unfiltered"] >= 3  # every study before the search
+    # the patient page from the list: the patient's one study
+    ds0 = series[0][1]
+    assert res["patient"]["title"] == "Pagetest, Carla" and "PAGE-1" in res["patient"]["facts"] \
+        and "1970-01-01" in res["patient"]["facts"], res["patient"]
+    assert len(res["patient"]["studies"]) == 1 and ds0.AccessionNumber in res["patient"]["studies"][0]
+    # no script error on the way (the one console error: the wrong password's 401)
+    assert not [c for c in res["console"] if c.startswith("pageerror")], res["console"]
+    assert len(res["console"]) <= 1, res["console"]
     by_sop = {ds.SOPInstanceUID: (i, ds) for i, (_, ds) in enumerate(series)}
     shots = res["shots"]
     # the viewer opens in the middle of the series, sorted by Instance Number
