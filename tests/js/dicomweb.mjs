@@ -69,6 +69,23 @@ function isBinary(v) {
   return v instanceof ArrayBuffer || ArrayBuffer.isView(v);
 }
 
+// dicomweb-client 0.11.3 refuses every mediaTypes option of retrieveStudy, retrieveSeries and
+// retrieveInstance: it compares the common type of the media types ("application/") with
+// "application/dicom". With mediaTypes (a transfer syntax asked for) those three make the
+// request the way the methods would have: the same URL, and the client's own
+// _httpGetMultipartApplicationDicom for the Accept header and the multipart decoding.
+function call(client, operation, options) {
+  const retrieves = ['retrieveStudy', 'retrieveSeries', 'retrieveInstance'];
+  if (!retrieves.includes(operation) || !options.mediaTypes) {
+    return client[operation](options);
+  }
+  let url = `${client.wadoURL}/studies/${options.studyInstanceUID}`;
+  if (operation !== 'retrieveStudy') url += `/series/${options.seriesInstanceUID}`;
+  if (operation === 'retrieveInstance') url += `/instances/${options.sopInstanceUID}`;
+  const got = client._httpGetMultipartApplicationDicom(url, options.mediaTypes, false, {});
+  return operation === 'retrieveInstance' ? got.then((p) => p[0]) : got;
+}
+
 async function main() {
   const [url, token, operation, argsJson, outDir] = process.argv.slice(2);
   if (!url || !token || !operation || argsJson === undefined) usage('missing arguments');
@@ -91,7 +108,7 @@ async function main() {
 
   let result;
   try {
-    result = await client[operation](options);
+    result = await call(client, operation, options);
   } catch (err) {
     process.stdout.write(JSON.stringify({
       error: String(err && err.message ? err.message : err),
