@@ -217,6 +217,10 @@ static bool list_instances(mira_archive *a, const mira__wado_request *q, bool me
                            inst_list *l, mira__http_reply *r)
 {
     memset(l, 0, sizeof *l);
+    if (!a) { /* a check of the request alone (fuzz/fuzz_wado.c): it is valid up to here */
+        r->status = 0;
+        return false;
+    }
     mira_error *err = NULL;
     bool ok = mira_archive_instances(a, q->study, q->level >= MIRA_LEVEL_SERIES ? q->series : NULL,
                                      q->level == MIRA_LEVEL_INSTANCE ? q->sop : NULL, metadata,

@@ -2,6 +2,7 @@
 #ifndef MIRA_WEB_INT_H
 #define MIRA_WEB_INT_H
 
+#include "mira/accounts.h"
 #include "mira/web.h"
 
 #include "core/buf.h"
@@ -130,7 +131,8 @@ typedef struct mira__wado_request {
 /* Answer a retrieval (GET or HEAD) into r: the instances as multipart/related application/dicom
  * (PS3.18 10.4), metadata as DICOM JSON, frames, rendered images, thumbnails, bulk data; 404
  * for what the archive does not hold, 406 for an Accept it cannot answer, 400 for bad
- * parameters. Fills r->studies and r->series for the audit. */
+ * parameters. Fills r->studies and r->series for the audit. With a NULL archive the request
+ * is only checked: r is an error reply, or has status 0 if nothing was wrong with it. */
 void mira__wado_serve(mira_archive *a, const mira__wado_request *q, mira__http_reply *r);
 
 /* Parse one media range of an Accept header: what it names and its parameters. */
@@ -144,6 +146,49 @@ typedef struct mira__media_range {
 /* The media ranges of an Accept header (NULL or "": one range admitting anything), best first
  * (a stable sort by q, q=0 ones left out); at most max. Returns how many. */
 size_t mira__accept_parse(const char *accept, mira__media_range *out, size_t max);
+
+/* ------------------------------------------------------------------ routing */
+
+/* The resource a request's path names. */
+typedef struct mira__route {
+    mira_level level;
+    char *study, *series, *sop; /* decoded UIDs of the path (owned), or NULL */
+    bool store;  /* POST stores here (STOW-RS) */
+    bool search; /* GET searches here (QIDO-RS) */
+    bool wado;   /* GET retrieves here (WADO-RS, or WADO-URI when uri) */
+    bool uri;
+    mira__wado_kind kind;
+    char *frames; /* the frame list of .../frames/{list} (owned), or NULL */
+    char *bulk;   /* the path after .../bulkdata/ (owned), or NULL */
+} mira__route;
+
+/* Match the path of a request target (path[0..len), up to '?'): false with a 404 in r unless it
+ * is a QIDO-RS, WADO-RS, STOW-RS or WADO-URI resource, a 400 for a UID of the path that is
+ * none. rt is cleaned up with mira__route_free (also after a failure). */
+bool mira__route_match(const char *path, size_t len, mira__route *rt, mira__http_reply *r);
+void mira__route_free(mira__route *rt);
+
+/* ------------------------------------------------------------------ the REST API */
+
+/* True if the path of target (up to '?') is the REST API's: under "/api/". */
+bool mira__api_route(const char *target);
+
+typedef struct mira__api_options {
+    mira_archive *archive;      /* borrowed */
+    const char *method;         /* "GET", "POST", ... */
+    const char *target;         /* path and query as sent */
+    const char *content_type;   /* of the body, or NULL */
+    const mira_principal *who;  /* the token's holder (its role decides what is allowed) */
+    const char *peer;           /* for the log */
+    mira_log_fn log;
+    void *log_ctx;
+} mira__api_options;
+
+/* Start an API request (after the access check): true with *body set to the consumer of its
+ * body (fed each piece; its finish makes the reply, also for a request without a body); false
+ * with the reply in r when it is decided from the headers (404, 405, 415, 503). The strings
+ * of o are copied. api.c. */
+bool mira__api_begin(const mira__api_options *o, mira__http_body *body, mira__http_reply *r);
 
 /* ------------------------------------------------------------------ the web page */
 
