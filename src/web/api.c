@@ -73,10 +73,11 @@ static void api_finish(void *ctx, mira__http_reply *r)
     } else if (q->body.failed) {
         mira__http_reply_error(r, 503, "out of memory");
     } else if (path_is(q, "/api/stats")) {
-        if (!reading)
+        if (!reading) {
             mira__http_reply_error(r, 405, "%s is not allowed here: the statistics take GET",
                                    q->o.method);
-        else
+            r->allow = "GET, HEAD";
+        } else
             get_stats(q, r);
     } else {
         mira__http_reply_error(r, 404, "no such API resource");
@@ -121,4 +122,15 @@ bool mira__api_begin(const mira__api_options *o, mira__http_body *body, mira__ht
     body->finish = api_finish;
     body->free = api_free;
     return true;
+}
+
+void mira__api_openapi(const char *method, mira__http_reply *r)
+{
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        mira__http_reply_error(r, 405, "%s is not allowed here: the description takes GET",
+                               method);
+        r->allow = "GET, HEAD";
+        return;
+    }
+    mira__http_reply_error(r, 404, "the OpenAPI document is not part of this build yet");
 }

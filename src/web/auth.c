@@ -14,14 +14,14 @@
 #include <time.h>
 
 /*
- * Every route but GET /health and POST /auth/token takes `Authorization: Bearer TOKEN`
- * (RFC 6750 2.1). A token is checked by one indexed query on its SHA-256 (mira_token_check);
+ * Every route but GET /health, POST /auth/token, GET /api/openapi.json and the page's files
+ * takes `Authorization: Bearer TOKEN` (RFC 6750 2.1). A token is checked by one indexed query on its SHA-256 (mira_token_check);
  * nothing is cached, so a revocation holds from the next request on, on every server sharing
  * the index.
  *
  * Roles by route: /dicomweb GET and HEAD for every role (researchers through the
- * de-identified view), other methods there (STOW-RS) for admins and clinicians, /audit for
- * admins.
+ * de-identified view: searches only), other methods there (STOW-RS) for admins and clinicians,
+ * /audit for admins, /api/ as api.c decides per resource.
  *
  * Sign-in (POST /auth/token) costs an Argon2id verification (64 MiB, ~0.1 s): at most
  * HASHES_AT_ONCE run at once, so that a burst of sign-ins cannot take the server's memory
@@ -275,6 +275,16 @@ static void free_secret(char *s)
     mira_free(s);
 }
 
+/* The challenge of a failed sign-in (RFC 7235 wants one on every 401): Basic for a client that
+ * tried Basic or sent nothing, Bearer for one that sent a JSON body (a page's sign-in form),
+ * so that a browser does not open its own password dialog over the page. */
+static const char *sign_in_challenge(const mira__auth_req *q)
+{
+    bool json = !q->authorization && q->content_type &&
+                strncasecmp(q->content_type, "application/json", 16) == 0;
+    return json ? "Bearer realm=\"mira\"" : "Basic realm=\"mira\", charset=\"UTF-8\"";
+}
+
 static void sign_in(mira__auth *au, const mira__auth_req *q, mira__http_reply *r)
 {
     if (strcmp(q->method, "POST") != 0) {
@@ -287,7 +297,7 @@ static void sign_in(mira__auth *au, const mira__auth_req *q, mira__http_reply *r
     if (!credentials(q, &user, &password)) {
         mira__http_reply_error(r, 401, "send a user name and password: HTTP Basic, or a JSON "
                                        "body {\"username\": ..., \"password\": ...}");
-        set_authenticate(r, "Basic realm=\"mira\", charset=\"UTF-8\"");
+        set_authenticate(r, sign_in_challenge(q));
         audit(au, q, "auth.password", "", "", 401, "no credentials");
         free_secret(user);
         free_secret(password);
@@ -323,7 +333,7 @@ static void sign_in(mira__auth *au, const mira__auth_req *q, mira__http_reply *r
     if (!ok) {
         count_failure(au, ukey, pkey);
         mira__http_reply_error(r, 401, "wrong user name or password");
-        set_authenticate(r, "Basic realm=\"mira\", charset=\"UTF-8\"");
+        set_authenticate(r, sign_in_challenge(q));
         audit(au, q, "auth.password", shown, "", 401, "wrong user name or password");
         free_secret(user);
         return;
@@ -517,6 +527,10 @@ mira__auth_outcome mira__auth_request(mira__auth *au, const mira__auth_req *q,
     }
     if (mira__page_route(q->target)) { /* the web page's files: public, like a sign-in form */
         mira__page_serve(q->method, q->target, r);
+        return MIRA__AUTH_ANSWERED;
+    }
+    if (path_is(q->target, "/api/openapi.json")) { /* the API's description: public */
+        mira__api_openapi(q->method, r);
         return MIRA__AUTH_ANSWERED;
     }
     if (path_is(q->target, "/auth/token")) {

@@ -395,8 +395,12 @@ static enum MHD_Result queue_reply(struct MHD_Connection *c, conn_state *cs,
             MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
         for (size_t i = 0; i < r->nwarnings; i++)
             MHD_add_response_header(resp, MHD_HTTP_HEADER_WARNING, r->warnings[i]);
-        if (allow)
-            MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+        if (allow || r->allow)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow ? allow : r->allow);
+        if (r->cache_control)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, r->cache_control);
+        if (r->etag[0])
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, r->etag);
         if (r->authenticate)
             MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, r->authenticate);
         char retry[24];

@@ -36,6 +36,7 @@ void mira__page_serve(const char *method, const char *target, mira__http_reply *
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
         mira__http_reply_error(r, 405, "%s is not allowed here: the page's files take GET",
                                method);
+        r->allow = "GET, HEAD";
         return;
     }
     size_t n = strcspn(target, "?");
@@ -47,5 +48,6 @@ void mira__page_serve(const char *method, const char *target, mira__http_reply *
     }
     r->status = 200;
     r->content_type = f->media_type;
+    r->cache_control = "no-cache"; /* a new build's page is taken at once */
     mira__buf_append(&r->body, f->data, f->size); /* a failure is a 503 (body.failed) */
 }

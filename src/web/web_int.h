@@ -38,6 +38,9 @@ typedef struct mira__http_reply {
     const char *content_range; /* a 206's Content-Range (points into ctype2), or NULL */
     char ctype2[96];
     bool accept_ranges;        /* Accept-Ranges: bytes */
+    const char *allow;         /* a 405's Allow header (static text), or NULL */
+    const char *cache_control; /* Cache-Control (static text), or NULL */
+    char etag[48];             /* ETag (quoted), or "" */
 } mira__http_reply;
 
 void mira__http_reply_init(mira__http_reply *r);
@@ -189,6 +192,10 @@ typedef struct mira__api_options {
  * with the reply in r when it is decided from the headers (404, 405, 415, 503). The strings
  * of o are copied. api.c. */
 bool mira__api_begin(const mira__api_options *o, mira__http_body *body, mira__http_reply *r);
+
+/* GET /api/openapi.json: the OpenAPI document of the API and the DICOMweb services (public:
+ * it holds no patient data). */
+void mira__api_openapi(const char *method, mira__http_reply *r);
 
 /* ------------------------------------------------------------------ the web page */
 
