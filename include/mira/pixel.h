@@ -107,10 +107,11 @@ MIRA_API bool mira_pixels_decode_all(mira_pixels *px, void *out, size_t out_len,
 
 /*
  * The bytes of frame `frame` (0-based) as they are stored, without decoding: the codestream of
- * an encapsulated frame (its fragments joined) or the frame's part of native Pixel Data. Native
- * data whose frames are not in little-endian byte order or not whole bytes (big-endian syntax,
- * 1-bit samples) fail with MIRA_ERR_UNSUPPORTED: decode those. *owned is set (free it with
- * mira_free) when the bytes had to be copied; else they are borrowed from the data set.
+ * an encapsulated frame (its fragments joined) or the frame's part of native Pixel Data, in
+ * little-endian byte order (big-endian data is swapped into a copy) and its own layout (Planar
+ * Configuration as stored, values not masked). Frames that are not whole bytes (1-bit samples)
+ * fail with MIRA_ERR_UNSUPPORTED: decode those. *owned is set (free it with mira_free) when the
+ * bytes had to be copied; else they are borrowed from the data set.
  */
 MIRA_API bool mira_pixels_frame_stored(mira_pixels *px, uint32_t frame, const uint8_t **data,
                                        size_t *len, uint8_t **owned, mira_error **err);

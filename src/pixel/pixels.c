@@ -999,11 +999,9 @@ bool mira_pixels_frame_stored(mira_pixels *px, uint32_t frame, const uint8_t **d
     }
     if (px->encapsulated)
         return mira__pixels_frame_bytes(px, frame, data, len, owned, err);
-    if (px->big_endian || px->swap_pairs || px->stored.bits_allocated < 8 ||
-        px->native_frame_bytes > SIZE_MAX) {
+    if (px->stored.bits_allocated < 8 || px->native_frame_bytes > SIZE_MAX) {
         mira_error_set(err, MIRA_ERR_UNSUPPORTED, "Frame not byte-addressable",
-                       "the stored frames are %s: decode them",
-                       px->stored.bits_allocated < 8 ? "bits, not bytes" : "big-endian");
+                       "the stored frames are bits, not bytes: decode them");
         return false;
     }
     uint64_t at = (uint64_t)frame * px->native_frame_bytes;
@@ -1013,5 +1011,20 @@ bool mira_pixels_frame_stored(mira_pixels *px, uint32_t frame, const uint8_t **d
     }
     *data = px->data + at;
     *len = (size_t)px->native_frame_bytes;
+    /* big-endian: each sample's bytes reversed into a copy (8-bit OW: byte pairs swapped), the
+     * layout (planar configuration) kept as stored */
+    size_t sb = px->swap_pairs ? 2 : px->big_endian ? px->stored.bits_allocated / 8u : 1;
+    if (sb > 1) {
+        uint8_t *copy = mira_malloc(*len ? *len : 1);
+        if (!copy) {
+            mira_error_set(err, MIRA_ERR_NOMEM, "Out of memory", "frame %u", frame + 1);
+            return false;
+        }
+        for (size_t i = 0; i + sb <= *len; i += sb)
+            for (size_t k = 0; k < sb; k++)
+                copy[i + k] = (*data)[i + sb - 1 - k];
+        *data = copy;
+        *owned = copy;
+    }
     return true;
 }

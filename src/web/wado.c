@@ -1251,6 +1251,7 @@ static void serve_bulkdata(mira_archive *a, const mira__wado_request *q,
     const mira_element *e = bulk_element(mira_file_dataset(o.f), q->bulk);
     size_t len = 0;
     const uint8_t *bytes = e ? mira_element_bytes(e, &len) : NULL;
+    uint8_t *swapped = NULL;
     if (!e || mira_element_vr(e) == MIRA_VR_SQ) {
         mira__http_reply_error(r, 404, "instance %s has no value at bulkdata/%.100s", o.x->sop,
                                q->bulk);
@@ -1258,11 +1259,23 @@ static void serve_bulkdata(mira_archive *a, const mira__wado_request *q,
         mira__http_reply_error(r, 406, "the pixel data of instance %s is compressed (%s): ask "
                                        "for its frames",
                                o.x->sop, ts);
-    } else if (mira_ts_lookup(ts, &ti) && ti.big_endian && len) {
-        mira__http_reply_error(r, 406, "instance %s is stored big-endian: its bulk data is not "
-                                       "served",
-                               o.x->sop);
     } else {
+        /* bulk data is little-endian (PS3.18 8.7.3.3.2): a big-endian value swapped in a copy */
+        mira_vr vr = mira_element_vr(e);
+        size_t vs = vr == MIRA_VR_AT ? 2 : mira_vr_value_size(vr); /* AT: two 16-bit halves */
+        if (mira_ts_lookup(ts, &ti) && ti.big_endian && len && vs > 1) {
+            uint8_t *le = mira_malloc(len);
+            if (!le) {
+                mira__http_reply_error(r, 503, "out of memory");
+                one_free(&o);
+                return;
+            }
+            for (size_t i = 0; i + vs <= len; i += vs)
+                for (size_t k = 0; k < vs; k++)
+                    le[i + k] = bytes[i + vs - 1 - k];
+            swapped = le;
+            bytes = le;
+        }
         uint64_t from = 0, to = len ? len - 1 : 0;
         bool unsat = false;
         bool ranged = single && parse_range(q->range, len, &from, &to, &unsat);
@@ -1296,6 +1309,7 @@ static void serve_bulkdata(mira_archive *a, const mira__wado_request *q,
             r->content_type = r->ctype;
         }
     }
+    mira_free(swapped);
     one_free(&o);
 }
 

@@ -917,6 +917,23 @@ def test_storescu_sent_retrieved_byte_identical(tmp_path):
     assert compared >= 10
 
 
+# ------------------------------------------------------------------ big-endian instances
+
+def test_frames_of_a_big_endian_planar_instance(served, tmp_path):
+    srv, ref = served
+    want = by_name(ref, "ExplVR_BigEnd.dcm")
+    res = client(srv, "retrieveInstanceFrames", {**instance_args(want), "frameNumbers": [1]},
+                 tmp_path)
+    [(data, _)] = parts(res)
+    # native little endian in the instance's Planar Configuration (1), as its metadata says
+    assert data == native_frames(reference_pixels(want), planar=True)[0]
+
+
+def test_bulk_data_of_a_big_endian_instance(served, tmp_path):
+    srv, ref = served
+    assert check_bulk_data(srv, ref, by_name(ref, "ExplVR_BigEnd.dcm"), tmp_path) >= 1
+
+
 # ------------------------------------------------------------------ what mira does not do yet
 # Each of these fails against mira today; strict, so that a fix shows as XPASS and the marker
 # is taken off.
@@ -931,25 +948,6 @@ def test_studies_without_patient_id(served):
         if not text(members[0], "PatientID"):
             assert names[study] == text(members[0], "PatientName"), ref.path[
                 members[0].SOPInstanceUID].name
-
-
-@pytest.mark.xfail(strict=True, reason="mira's frames of ExplVR_BigEnd.dcm (big endian, RGB, "
-                   "Planar Configuration 1) repeat each red value three times")
-def test_frames_of_a_big_endian_planar_instance(served, tmp_path):
-    srv, ref = served
-    want = by_name(ref, "ExplVR_BigEnd.dcm")
-    res = client(srv, "retrieveInstanceFrames", {**instance_args(want), "frameNumbers": [1]},
-                 tmp_path)
-    [(data, _)] = parts(res)
-    # native little endian in the instance's Planar Configuration (1), as its metadata says
-    assert data == native_frames(reference_pixels(want), planar=True)[0]
-
-
-@pytest.mark.xfail(strict=True, reason="mira answers 406 for the bulk data of an instance "
-                   "stored big endian, whose metadata gives BulkDataURIs all the same")
-def test_bulk_data_of_a_big_endian_instance(served, tmp_path):
-    srv, ref = served
-    assert check_bulk_data(srv, ref, by_name(ref, "ExplVR_BigEnd.dcm"), tmp_path) >= 1
 
 
 @pytest.mark.xfail(strict=True, reason="mira answers 200 and closes the connection with no "
