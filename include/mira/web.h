@@ -10,7 +10,7 @@ extern "C" {
 #endif
 
 typedef struct mira_web_server_options {
-    const char *bind; /* address to listen on; NULL or "": 127.0.0.1 (no TLS on HTTP yet) */
+    const char *bind; /* address to listen on; NULL or "": 127.0.0.1 */
     int port;         /* 0: a free port (see mira_web_server_port) */
     /* What the services answer from (borrowed: must outlive the server; required). */
     mira_archive *archive;
@@ -26,6 +26,13 @@ typedef struct mira_web_server_options {
     /* STOW-RS: the largest request body taken, in bytes (0, the default: no limit); a larger
      * one is answered 413 (before it is read when its Content-Length says so). */
     uint64_t max_body_bytes;
+    /* HTTPS: a certificate and its unencrypted private key (PEM files, read when the server
+     * starts); both NULL: plain HTTP. */
+    const char *tls_cert, *tls_key;
+    /* CORS (for viewers served from elsewhere): the origins allowed, comma-separated
+     * ("https://viewer.example.org,http://localhost:3000"), or "*" for any; NULL: none (the
+     * browser keeps other origins' pages from reading the replies). */
+    const char *cors_origins;
     mira_log_fn log; /* every request, at info level; NULL: nothing is logged */
     void *log_ctx;
 } mira_web_server_options;
@@ -36,12 +43,14 @@ typedef struct mira_web_server mira_web_server;
 
 /*
  * Listen and serve, on threads of the server's own, until mira_web_server_free: HTTP/1.1
- * with keep-alive, a thread per connection. Routes: QIDO-RS under /dicomweb (studies,
- * series, instances) and STOW-RS (POST /dicomweb/studies[/{study}]), to holders of a bearer
- * token of the archive's accounts (include/mira/accounts.h; POST /auth/token makes one, GET
- * /health needs none, GET /audit is for admins). The options' strings
- * are copied; the archive is borrowed. Fails with MIRA_ERR_IO when the address cannot be
- * listened on, MIRA_ERR_ARGUMENT for bad options.
+ * (or HTTPS) with keep-alive, a thread per connection. Routes: DICOMweb under /dicomweb
+ * (QIDO-RS, WADO-RS, STOW-RS; WADO-URI at /wado), the REST API under /api/, the web page at /,
+ * to holders of a bearer token of the archive's accounts (include/mira/accounts.h; POST
+ * /auth/token makes one; GET /health, the page's files, /api/openapi.json and OPTIONS need
+ * none; GET /audit is for admins). JSON replies are gzip-compressed for clients that accept
+ * it. The options' strings are copied; the archive is borrowed. Fails with MIRA_ERR_IO when
+ * the address cannot be listened on or the TLS files cannot be read, MIRA_ERR_ARGUMENT for
+ * bad options.
  */
 MIRA_API mira_web_server *mira_web_server_new(const mira_web_server_options *opt,
                                               mira_error **err);

@@ -29,7 +29,7 @@ static void usage(FILE *out)
             "{\"permissions\": [...], \"hosts\": [...]}, \"*\": [...]}, \"users\": {\"NAME\":\n"
             "{\"password\": HASH, \"permissions\": [...]}}, \"require_user\"}; and the \"http\"\n"
             "object: {\"port\", \"bind\", \"max_connections\", \"max_results\", \"max_body_bytes\",\n"
-            "\"enabled\"}.\n"
+            "\"enabled\", \"tls\": true, \"cors\": \"ORIGINS\"}.\n"
             "The HTTP server answers DICOMweb searches (QIDO-RS) under /dicomweb, to holders\n"
             "of a bearer token ('mira user token', or POST /auth/token; 'mira user --help').\n\n"
             "options:\n" MIRA_ARCHIVE_CLI_HELP
@@ -51,8 +51,10 @@ static void usage(FILE *out)
             "  --commit-retry-for S  how long after the request (default 86400)\n"
             "  --no-archive       Verification only (and no HTTP server)\n"
             "  --http-port N      HTTP port (default 8080; 0: any free port, printed)\n"
-            "  --http-bind ADDR   HTTP address (default: --bind's, else 127.0.0.1: the HTTP\n"
-            "                     server has no accounts yet)\n"
+            "  --http-bind ADDR   HTTP address (default: --bind's, else 127.0.0.1)\n"
+            "  --http-tls         HTTPS, with the certificate and key of --tls-cert/--tls-key\n"
+            "  --http-cors ORIGINS  origins whose pages may read the replies (CORS), comma-\n"
+            "                     separated, or * for any (default: none)\n"
             "  --http-max-connections N  at once (default 64)\n"
             "  --http-max-results N  most matches a search returns, and its default limit\n"
             "                     (default 1000)\n"
@@ -60,7 +62,7 @@ static void usage(FILE *out)
             "  --no-http          no HTTP server\n" MIRA_CLI_SECURITY_HELP
             MIRA_CLI_PEERS_HELP "  --quiet            log warnings and errors only\n"
             "Prints \"listening on ADDRESS:PORT\" on stdout once it accepts connections, then\n"
-            "\"http listening on ADDRESS:PORT\"; logs each association (peer, AE titles, contexts\n"
+            "\"http listening on ADDRESS:PORT\" (https with --http-tls); logs each association (peer, AE titles, contexts\n"
             "accepted, outcome) and each HTTP request (method, path, parameter names, status,\n"
             "bytes, time) on stderr.\n");
 }
@@ -173,7 +175,7 @@ static bool add_ts_list(list *l, const char *csv)
 
 /* The "http" object of the config file into h (strings copied into strs). */
 static bool http_from_config(const mira_json *root, const char *path,
-                             mira_web_server_options *h, bool *enabled, list *strs)
+                             mira_web_server_options *h, bool *enabled, bool *tls, list *strs)
 {
     mira_json *d = root ? mira_json_get(root, "http") : NULL;
     if (!d || mira_json_get_type(d) != MIRA_JSON_OBJECT)
@@ -208,18 +210,24 @@ static bool http_from_config(const mira_json *root, const char *path,
         h->bind = strs->v[strs->n - 1];
     if ((v = mira_json_get(d, "enabled")))
         *enabled = mira_json_get_type(v) != MIRA_JSON_FALSE;
+    if ((v = mira_json_get(d, "tls")))
+        *tls = mira_json_get_type(v) == MIRA_JSON_TRUE;
+    if ((v = mira_json_get(d, "cors")) && mira_json_get_type(v) == MIRA_JSON_STRING &&
+        list_add(strs, mira_json_get_string(v, NULL), true))
+        h->cors_origins = strs->v[strs->n - 1];
     return ok;
 }
 
 /* The "dimse" object of the config file into opt (strings copied into the lists), and the
  * "http" one into h. */
 static bool from_config(mira_dimse_server_options *o, list *calling, list *ts, list *strs,
-                        int *port, delays *retry, mira_web_server_options *h, bool *http)
+                        int *port, delays *retry, mira_web_server_options *h, bool *http,
+                        bool *http_tls)
 {
     const char *path = NULL;
     mira_json *root = mira_cli_load_config(&path);
     mira_json *d = root ? mira_json_get(root, "dimse") : NULL;
-    bool ok = http_from_config(root, path, h, http, strs);
+    bool ok = http_from_config(root, path, h, http, http_tls, strs);
     if (d && mira_json_get_type(d) == MIRA_JSON_OBJECT) {
         static const char *const ints[] = {"port", "max_associations", "max_pdu",
                                            "artim_seconds", "idle_seconds",
@@ -310,8 +318,8 @@ int mira_cli_serve(int argc, char **argv)
     mira_web_server_options ho;
     mira_web_server_options_init(&ho);
     ho.port = 8080;
-    bool http = true;
-    if (!from_config(&o, &calling, &ts, &strs, &port, &retry, &ho, &http) ||
+    bool http = true, http_tls = false;
+    if (!from_config(&o, &calling, &ts, &strs, &port, &retry, &ho, &http, &http_tls) ||
         !mira_cli_security_load(&sec))
         goto done;
     for (int i = 1; i < argc; i++) {
@@ -352,6 +360,8 @@ int mira_cli_serve(int argc, char **argv)
             quiet = true;
         } else if (strcmp(a, "--no-http") == 0) {
             http = false;
+        } else if (strcmp(a, "--http-tls") == 0) {
+            http_tls = true;
         } else if (i + 1 >= argc) {
             fprintf(stderr, "mira serve: unknown option or missing value: %s\n", a);
             goto done;
@@ -366,6 +376,9 @@ int mira_cli_serve(int argc, char **argv)
             i++;
         } else if (strcmp(a, "--http-bind") == 0) {
             ho.bind = argv[++i];
+        } else if (strcmp(a, "--http-cors") == 0) {
+            ho.cors_origins = argv[++i];
+
         } else if (strcmp(a, "--http-max-connections") == 0 &&
                    parse_int(argv[i + 1], 1, 10000, &v)) {
             ho.max_connections = (int)v;
@@ -457,6 +470,18 @@ int mira_cli_serve(int argc, char **argv)
             ho.bind = o.bind; /* the DIMSE address; with none, loopback (see --help) */
         ho.archive = archive;
         ho.log = log_line;
+        if (http_tls && (!sec.tls.cert_file || !sec.tls.key_file)) {
+            fprintf(stderr, "mira serve: --http-tls needs --tls-cert and --tls-key (or the "
+                            "config's dimse.tls)\n");
+            rc = MIRA_EXIT_USAGE;
+            mira_dimse_server_free(s);
+            mira_archive_close(archive);
+            goto done;
+        }
+        if (http_tls) {
+            ho.tls_cert = sec.tls.cert_file;
+            ho.tls_key = sec.tls.key_file;
+        }
         web = mira_web_server_new(&ho, &err);
         if (!web) {
             mira_cli_report("serve", err);
@@ -479,7 +504,8 @@ int mira_cli_serve(int argc, char **argv)
         printf("listening with TLS on %s:%d\n", o.bind && *o.bind ? o.bind : "*",
                mira_dimse_server_tls_port(s));
     if (web)
-        printf("http listening on %s:%d\n", ho.bind && *ho.bind ? ho.bind : "127.0.0.1",
+        printf("%s listening on %s:%d\n", http_tls ? "https" : "http",
+               ho.bind && *ho.bind ? ho.bind : "127.0.0.1",
                mira_web_server_port(web));
     fflush(stdout);
     bool ok = mira_dimse_server_run(s, &err);

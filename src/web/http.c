@@ -7,7 +7,9 @@
 #include "net/net.h"
 
 #include <microhttpd.h>
+#include <zlib.h>
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -49,6 +51,9 @@ struct mira_web_server {
     int port;
     struct MHD_Daemon *daemon;
     mira__auth *auth; /* tokens, roles, sign-in, audit (auth.c) */
+    char *cert, *key; /* PEM text of the HTTPS certificate and key (libmicrohttpd keeps
+                       * pointers to them), or NULL */
+    char *cors;       /* the allowed origins, "," separated, or "*"; NULL: no CORS */
 };
 
 typedef struct conn_state {
@@ -66,6 +71,9 @@ typedef struct conn_state {
     bool has_decided;
     char method[16];
     char peer[64];
+    char origin[256]; /* the current request's Origin when CORS allows it, else "" */
+    bool preflight;   /* it is a CORS preflight (OPTIONS with Access-Control-Request-Method) */
+    bool gzip;        /* its Accept-Encoding takes gzip */
     bool authorized;    /* the current request passed the access check (auth.c) */
     mira_principal who; /* whose token it carries */
 } conn_state;
@@ -287,6 +295,153 @@ static bool accepts_json(const char *accept, bool *plain)
 
 /* ------------------------------------------------------------------ routing */
 
+/* ------------------------------------------------------------------ CORS, OPTIONS, gzip */
+
+/* True if origin may read the replies: it is one of the configured origins, or any is. */
+static bool cors_allowed(const mira_web_server *s, const char *origin)
+{
+    if (!s->cors || !origin || !*origin || strlen(origin) >= 256)
+        return false;
+    if (strcmp(s->cors, "*") == 0)
+        return true;
+    size_t n = strlen(origin);
+    for (const char *p = s->cors; *p;) {
+        size_t k = strcspn(p, ",");
+        const char *a = p, *b = p + k;
+        while (a < b && *a == ' ')
+            a++;
+        while (b > a && b[-1] == ' ')
+            b--;
+        if ((size_t)(b - a) == n && strncasecmp(a, origin, n) == 0)
+            return true;
+        p += k;
+        if (*p == ',')
+            p++;
+    }
+    return false;
+}
+
+/* The methods a path takes (for Allow and CORS preflights). */
+static const char *methods_of(const char *target)
+{
+    size_t n = strcspn(target, "?");
+    if (mira__api_route(target))
+        return "GET, HEAD, POST, PUT, DELETE";
+    if (n == 11 && memcmp(target, "/auth/token", 11) == 0)
+        return "POST";
+    mira__route rt;
+    mira__http_reply r;
+    mira__http_reply_init(&r);
+    bool found = mira__route_match(target, n, &rt, &r);
+    bool store = found && rt.store;
+    mira__route_free(&rt);
+    mira__http_reply_cleanup(&r);
+    return store ? "GET, HEAD, POST" : "GET, HEAD";
+}
+
+/* The capabilities of the DICOMweb service (PS3.18 8.9): a WADL description of its resources. */
+static const char wadl[] =
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+    "<application xmlns=\"http://wadl.dev.java.net/2009/02\">\n"
+    " <resources base=\"/dicomweb\">\n"
+    "  <resource path=\"studies\">\n"
+    "   <method name=\"GET\" id=\"SearchForStudies\"/>\n"
+    "   <method name=\"POST\" id=\"StoreInstances\"/>\n"
+    "   <resource path=\"{study}\">\n"
+    "    <method name=\"GET\" id=\"RetrieveStudy\"/>\n"
+    "    <method name=\"POST\" id=\"StoreStudyInstances\"/>\n"
+    "    <resource path=\"metadata\"><method name=\"GET\" id=\"RetrieveStudyMetadata\"/>"
+    "</resource>\n"
+    "    <resource path=\"rendered\"><method name=\"GET\" id=\"RetrieveRenderedStudy\"/>"
+    "</resource>\n"
+    "    <resource path=\"thumbnail\"><method name=\"GET\" id=\"RetrieveStudyThumbnail\"/>"
+    "</resource>\n"
+    "    <resource path=\"series\">\n"
+    "     <method name=\"GET\" id=\"SearchForStudySeries\"/>\n"
+    "     <resource path=\"{series}\">\n"
+    "      <method name=\"GET\" id=\"RetrieveSeries\"/>\n"
+    "      <resource path=\"metadata\"><method name=\"GET\" id=\"RetrieveSeriesMetadata\"/>"
+    "</resource>\n"
+    "      <resource path=\"thumbnail\"><method name=\"GET\" id=\"RetrieveSeriesThumbnail\"/>"
+    "</resource>\n"
+    "      <resource path=\"instances\">\n"
+    "       <method name=\"GET\" id=\"SearchForSeriesInstances\"/>\n"
+    "       <resource path=\"{instance}\">\n"
+    "        <method name=\"GET\" id=\"RetrieveInstance\"/>\n"
+    "        <resource path=\"metadata\"><method name=\"GET\" "
+    "id=\"RetrieveInstanceMetadata\"/></resource>\n"
+    "        <resource path=\"rendered\"><method name=\"GET\" "
+    "id=\"RetrieveRenderedInstance\"/></resource>\n"
+    "        <resource path=\"thumbnail\"><method name=\"GET\" "
+    "id=\"RetrieveInstanceThumbnail\"/></resource>\n"
+    "        <resource path=\"frames/{frames}\">\n"
+    "         <method name=\"GET\" id=\"RetrieveFrames\"/>\n"
+    "         <resource path=\"rendered\"><method name=\"GET\" "
+    "id=\"RetrieveRenderedFrames\"/></resource>\n"
+    "         <resource path=\"thumbnail\"><method name=\"GET\" "
+    "id=\"RetrieveFramesThumbnail\"/></resource>\n"
+    "        </resource>\n"
+    "        <resource path=\"bulkdata/{path}\"><method name=\"GET\" "
+    "id=\"RetrieveBulkdata\"/></resource>\n"
+    "       </resource>\n"
+    "      </resource>\n"
+    "     </resource>\n"
+    "    </resource>\n"
+    "    <resource path=\"instances\"><method name=\"GET\" "
+    "id=\"SearchForStudyInstances\"/></resource>\n"
+    "   </resource>\n"
+    "  </resource>\n"
+    "  <resource path=\"series\"><method name=\"GET\" id=\"SearchForSeries\"/></resource>\n"
+    "  <resource path=\"instances\"><method name=\"GET\" id=\"SearchForInstances\"/>"
+    "</resource>\n"
+    " </resources>\n"
+    "</application>\n";
+
+/* An OPTIONS request (no token needed: nothing it answers is patient data): a CORS preflight
+ * (204 with what the path allows), the capabilities of /dicomweb (PS3.18 8.9), or the Allow of
+ * any other path. */
+static void options_reply(const char *target, bool preflight, mira__http_reply *r)
+{
+    size_t n = strcspn(target, "?");
+    r->allow = methods_of(target);
+    if (!preflight && ((n == 9 && memcmp(target, "/dicomweb", 9) == 0) ||
+                       (n == 10 && memcmp(target, "/dicomweb/", 10) == 0))) {
+        r->status = 200;
+        r->content_type = "application/vnd.sun.wadl+xml";
+        mira__buf_append(&r->body, wadl, sizeof wadl - 1);
+    } else {
+        r->status = 204;
+    }
+}
+
+/* Compress a JSON body with gzip (RFC 1952) in place; false (the body unchanged) on a failure
+ * or when it would not be smaller. */
+static bool gzip_body(mira__buf *body)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    /* level 1: JSON shrinks several times even so, at a cost small beside sending it */
+    if (deflateInit2(&z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return false;
+    uLong cap = deflateBound(&z, (uLong)body->len);
+    uint8_t *out = mira_malloc(cap);
+    bool ok = out != NULL;
+    if (ok) {
+        z.next_in = body->data;
+        z.avail_in = (uInt)body->len;
+        z.next_out = out;
+        z.avail_out = (uInt)cap;
+        ok = deflate(&z, Z_FINISH) == Z_STREAM_END && z.total_out < body->len;
+    }
+    deflateEnd(&z);
+    if (ok) {
+        body->len = 0;
+        ok = mira__buf_append(body, out, z.total_out);
+    }
+    mira_free(out);
+    return ok;
+}
+
 /* ------------------------------------------------------------------ requests */
 
 /* A search (GET and HEAD), or the 404 or 405 of any request no route took at its headers. */
@@ -373,6 +528,11 @@ static enum MHD_Result queue_reply(struct MHD_Connection *c, conn_state *cs,
     }
     struct MHD_Response *resp;
     bool streamed = r->stream != NULL;
+    bool json = !streamed && r->content_type &&
+                (strncmp(r->content_type, "application/dicom+json", 22) == 0 ||
+                 strncmp(r->content_type, "application/json", 16) == 0);
+    bool gzipped = json && cs && cs->gzip && r->body.len > 1024 && r->body.len < UINT32_MAX &&
+                   gzip_body(&r->body);
     if (streamed) { /* the response owns the stream from here, whatever happens */
         resp = MHD_create_response_from_callback(
             r->stream_size == UINT64_MAX ? MHD_SIZE_UNKNOWN : r->stream_size, 256 * 1024,
@@ -389,6 +549,25 @@ static enum MHD_Result queue_reply(struct MHD_Connection *c, conn_state *cs,
     if (resp) {
         if (r->content_type && (r->body.len || streamed))
             MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
+        if (gzipped)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip");
+        if (json) /* compressed for the clients that take it */
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
+        if (cs && cs->origin[0]) {
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN,
+                                    cs->origin);
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_EXPOSE_HEADERS,
+                                    "Warning, Content-Location, Content-Range, Accept-Ranges, "
+                                    "Retry-After, WWW-Authenticate");
+            if (cs->preflight) {
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_METHODS,
+                                        r->allow ? r->allow : "GET, HEAD");
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_HEADERS,
+                                        "Authorization, Accept, Content-Type, Range");
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_MAX_AGE, "600");
+            }
+        }
         if (r->content_range)
             MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, r->content_range);
         if (r->accept_ranges)
@@ -553,6 +732,35 @@ static bool authorize(mira_web_server *s, struct MHD_Connection *c, conn_state *
     return false;
 }
 
+/* What the reply's headers depend on, from the request's: CORS and gzip. */
+static void request_headers(mira_web_server *s, struct MHD_Connection *c, conn_state *cs)
+{
+    const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ORIGIN);
+    if (cors_allowed(s, origin))
+        snprintf(cs->origin, sizeof cs->origin, "%s", origin);
+    else
+        cs->origin[0] = 0;
+    cs->preflight = strcmp(cs->method, "OPTIONS") == 0 &&
+                    MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                MHD_HTTP_HEADER_ACCESS_CONTROL_REQUEST_METHOD);
+    const char *ae =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT_ENCODING);
+    cs->gzip = false;
+    for (const char *p = ae; p && *p;) { /* "gzip" listed, and not with q=0 */
+        size_t n = strcspn(p, ",");
+        char item[64];
+        snprintf(item, sizeof item, "%.*s", (int)(n < 63 ? n : 63), p);
+        char *t = item;
+        while (*t == ' ')
+            t++;
+        if (strncasecmp(t, "gzip", 4) == 0 && (t[4] == 0 || t[4] == ';' || t[4] == ' '))
+            cs->gzip = !strstr(t, "q=0") || strstr(t, "q=0.");
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -567,8 +775,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
          * been read, lets the connection be kept alive */
         cs->headers_seen = true;
         snprintf(cs->method, sizeof cs->method, "%s", method);
+        request_headers(s, c, cs);
         enum MHD_Result ret = MHD_YES;
-        if (authorize(s, c, cs, method) && begin_request(s, c, cs, method, &ret)) {
+        if (strcmp(method, "OPTIONS") == 0 && cs->target) {
+            mira__http_reply_init(&cs->decided);
+            options_reply(cs->target, cs->preflight, &cs->decided);
+            cs->has_decided = true;
+        } else if (authorize(s, c, cs, method) && begin_request(s, c, cs, method, &ret)) {
             /* refused at its headers and answered already (413): recorded all the same */
             mira__http_reply r;
             mira__http_reply_init(&r);
@@ -745,6 +958,32 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ------------------------------------------------------------------ the server */
 
+/* A small text file (a PEM certificate or key), whole, NUL-terminated; NULL with an error. */
+static char *read_text(const char *path, mira_error **err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        mira_error_set(err, MIRA_ERR_IO, "Cannot read", "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    mira__buf b;
+    mira__buf_init(&b);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && b.len < (1u << 20))
+        mira__buf_append(&b, chunk, n);
+    bool bad = ferror(f) || b.len >= (1u << 20);
+    fclose(f);
+    mira__buf_append(&b, "", 1);
+    if (bad || b.failed) {
+        mira__buf_cleanup(&b);
+        mira_error_set(err, MIRA_ERR_IO, "Cannot read", "%s: %s", path,
+                       bad ? "unreadable or over 1 MiB" : "out of memory");
+        return NULL;
+    }
+    return mira__buf_steal(&b, NULL);
+}
+
 mira_web_server *mira_web_server_new(const mira_web_server_options *opt, mira_error **err)
 {
     if (!opt || !opt->archive || opt->port < 0 || opt->port > 65535 ||
@@ -768,6 +1007,28 @@ mira_web_server *mira_web_server_new(const mira_web_server_options *opt, mira_er
         return NULL;
     }
     s->opt.bind = s->bind;
+    s->opt.tls_cert = s->opt.tls_key = NULL; /* read below, not kept as paths */
+    if (opt->cors_origins && *opt->cors_origins) {
+        s->cors = mira_strdup(opt->cors_origins);
+        if (!s->cors) {
+            mira_error_set(err, MIRA_ERR_NOMEM, NULL, "HTTP server");
+            mira_web_server_free(s);
+            return NULL;
+        }
+    }
+    s->opt.cors_origins = s->cors;
+    if ((opt->tls_cert != NULL) != (opt->tls_key != NULL)) {
+        mira_error_set(err, MIRA_ERR_ARGUMENT, "Bad HTTP server options",
+                       "HTTPS needs a certificate and its key");
+        mira_web_server_free(s);
+        return NULL;
+    }
+    if (opt->tls_cert && (!(s->cert = read_text(opt->tls_cert, err)) ||
+                          !(s->key = read_text(opt->tls_key, err)))) {
+        mira_error_prefix(err, "HTTPS: ");
+        mira_web_server_free(s);
+        return NULL;
+    }
     s->auth = mira__auth_new(opt->archive, opt->log, opt->log_ctx);
     if (!s->auth) {
         mira_error_set(err, MIRA_ERR_NOMEM, NULL, "HTTP server");
@@ -782,6 +1043,16 @@ mira_web_server *mira_web_server_new(const mira_web_server_options *opt, mira_er
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                      MHD_USE_AUTO | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    /* HTTPS by libmicrohttpd's GnuTLS, from the PEM text (kept until the server is freed) */
+    struct MHD_OptionItem tls[] = {
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, s->key},
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, s->cert},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    if (s->cert)
+        flags |= MHD_USE_TLS;
+    else
+        tls[0].option = MHD_OPTION_END;
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)s->fd, MHD_OPTION_CONNECTION_LIMIT,
@@ -789,7 +1060,7 @@ mira_web_server *mira_web_server_new(const mira_web_server_options *opt, mira_er
         (size_t)opt->max_header_bytes, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)opt->idle_seconds, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, s, MHD_OPTION_END);
+        on_completed, s, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     if (!s->daemon) {
         mira_error_set(err, MIRA_ERR_IO, "HTTP server failed",
                        "libmicrohttpd could not start on %s:%d", s->bind, s->port);
@@ -818,5 +1089,10 @@ void mira_web_server_free(mira_web_server *s)
         close(s->fd);
     mira__auth_free(s->auth);
     mira_free(s->bind);
+    mira_free(s->cors);
+    if (s->key)
+        explicit_bzero(s->key, strlen(s->key)); /* the private key's text */
+    mira_free(s->key);
+    mira_free(s->cert);
     mira_free(s);
 }

@@ -76,11 +76,14 @@ class MiraServer:
             self.proc.wait(10)
             raise AssertionError(f"mira serve did not start: {line[0]!r} {self.log.read_text()}")
         self.port = int(line[0].rsplit(b":", 1)[1])
-        if self.http:
-            t = threading.Thread(target=read, daemon=True)
-            t.start()
-            t.join(30)
-            if not line[0].startswith(b"http listening on "):
+        if self.http:  # after "listening with TLS on ..." when there is DICOM TLS
+            for _ in range(3):
+                t = threading.Thread(target=read, daemon=True)
+                t.start()
+                t.join(30)
+                if not line[0].startswith(b"listening with TLS on "):
+                    break
+            if not line[0].startswith((b"http listening on ", b"https listening on ")):
                 self.proc.kill()
                 self.proc.wait(10)
                 raise AssertionError(f"no HTTP server: {line[0]!r} {self.log.read_text()}")
