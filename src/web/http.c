@@ -54,6 +54,9 @@ struct mira_web_server {
     char *cert, *key; /* PEM text of the HTTPS certificate and key (libmicrohttpd keeps
                        * pointers to them), or NULL */
     char *cors;       /* the allowed origins, "," separated, or "*"; NULL: no CORS */
+    /* researchers' retrievals: the Basic Profile with UIDs retained (so that what QIDO-RS
+     * shows them leads to what they retrieve), pseudonyms from a key of this process */
+    mira_deid_context *deid;
 };
 
 typedef struct conn_state {
@@ -466,10 +469,8 @@ static void serve(mira_web_server *s, struct MHD_Connection *c, const char *meth
                                rt.search ? "a search" : "a retrieval",
                                rt.store ? ", a store POST" : "");
     } else if (rt.wado) {
-        if (who->role == MIRA_ROLE_RESEARCHER) {
-            /* retrieval returns whole data sets and pixels: not yet made de-identified */
-            mira__http_reply_error(r, 403, "researchers may search (de-identified) but not "
-                                           "retrieve: retrieval is not de-identified yet");
+        if (who->role == MIRA_ROLE_RESEARCHER && !s->deid) {
+            mira__http_reply_error(r, 503, "de-identification is not available");
         } else {
             char base[400];
             base_url(s, c, base, sizeof base);
@@ -486,6 +487,7 @@ static void serve(mira_web_server *s, struct MHD_Connection *c, const char *meth
                 .range = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Range"),
                 .base_url = base,
                 .uri = rt.uri,
+                .deid = who->role == MIRA_ROLE_RESEARCHER ? s->deid : NULL,
             };
             mira__wado_serve(s->opt.archive, &q, r);
         }
@@ -1029,6 +1031,10 @@ mira_web_server *mira_web_server_new(const mira_web_server_options *opt, mira_er
         mira_web_server_free(s);
         return NULL;
     }
+    mira_deid_options dopt;
+    mira_deid_options_init(&dopt);
+    dopt.retain_uids = true;
+    s->deid = mira_deid_context_new(&dopt, NULL);
     s->auth = mira__auth_new(opt->archive, opt->log, opt->log_ctx);
     if (!s->auth) {
         mira_error_set(err, MIRA_ERR_NOMEM, NULL, "HTTP server");
@@ -1088,6 +1094,7 @@ void mira_web_server_free(mira_web_server *s)
     if (s->fd >= 0)
         close(s->fd);
     mira__auth_free(s->auth);
+    mira_deid_context_free(s->deid);
     mira_free(s->bind);
     mira_free(s->cors);
     if (s->key)

@@ -290,6 +290,8 @@ static const char *frame_type_of(const char *ts)
 typedef struct dicom_stream {
     inst_list list;
     size_t next;   /* the next instance to start */
+    size_t sent;   /* parts started */
+    mira_deid_context *deid; /* de-identify each (borrowed from the server), or NULL */
     bool single;   /* one application/dicom body, no multipart */
     char boundary[80];
     mira__buf head; /* bytes to send before the current body */
@@ -314,11 +316,30 @@ static void dicom_stream_free(void *ctx)
     mira_free(st);
 }
 
-/* Bytes of instance x in x->out_ts, into memory (transcoded). */
-static bool make_transcoded(const inst *x, uint8_t **out, size_t *len, mira_error **err)
+/* Withhold a data set from a researcher whose pixels may show identifying text (mira does not
+ * clean pixels): true (and *withheld, the reasons in err) if so. */
+static bool withheld(mira_deid_context *deid, const mira_dataset *ds, const char *sop,
+                     mira_error **err)
+{
+    char why[256];
+    if (!deid || mira_deid_burned_in_risk(ds, why, sizeof why) < MIRA_DEID_RISK_HIGH)
+        return false;
+    mira_error_set(err, MIRA_ERR_CONFLICT, "Withheld",
+                   "instance %s is withheld from de-identified retrieval: its pixels may show "
+                   "identifying text (%s)",
+                   sop, why);
+    return true;
+}
+
+/* Bytes of instance x in x->out_ts, into memory: transcoded, de-identified with deid (NULL:
+ * not). Fails with MIRA_ERR_CONFLICT for an instance withheld from de-identified retrieval. */
+static bool make_copy(const inst *x, mira_deid_context *deid, uint8_t **out, size_t *len,
+                      mira_error **err)
 {
     mira_file *f = mira_file_read(x->path, NULL, err);
-    bool ok = f && mira_file_transcode(f, x->out_ts, 1, err) &&
+    bool ok = f && !withheld(deid, mira_file_dataset(f), x->sop, err) &&
+              (!deid || mira_deid_file(f, NULL, deid, NULL, err)) &&
+              mira_file_transcode(f, x->out_ts, 1, err) &&
               mira_file_write_memory(f, x->out_ts, out, len, err);
     mira_file_free(f);
     return ok;
@@ -327,19 +348,28 @@ static bool make_transcoded(const inst *x, uint8_t **out, size_t *len, mira_erro
 /* Start the body of the next instance (and the part's headers); false on a failure. An
  * instance of a study or series that cannot be transcoded after all (its pixel data does not
  * decode) is sent as it is stored, its part saying in which syntax: the client gets every
- * instance it can, and learns which ones are not in the syntax it asked for. */
+ * instance it can, and learns which ones are not in the syntax it asked for. De-identified,
+ * one that cannot be made (or is withheld) is left out. */
 static bool start_part(dicom_stream *st)
 {
     inst *x = &st->list.v[st->next];
     st->head.len = 0;
     st->head_at = 0;
-    if (strcmp(x->out_ts, x->ts) != 0 && !st->mem &&
-        !make_transcoded(x, &st->mem, &st->mem_len, NULL))
+    if (st->deid) {
+        while (!st->mem && !make_copy(x, st->deid, &st->mem, &st->mem_len, NULL)) {
+            if (++st->next == st->list.n)
+                return true; /* nothing more: the closing delimiter comes next */
+            x = &st->list.v[st->next];
+        }
+    } else if (strcmp(x->out_ts, x->ts) != 0 && !st->mem &&
+               !make_copy(x, NULL, &st->mem, &st->mem_len, NULL)) {
         snprintf(x->out_ts, sizeof x->out_ts, "%s", x->ts);
+    }
     if (!st->single)
         mira__buf_printf(&st->head, "%s--%s\r\nContent-Type: application/dicom; "
                                     "transfer-syntax=%s\r\n\r\n",
-                         st->next ? "\r\n" : "", st->boundary, x->out_ts);
+                         st->sent ? "\r\n" : "", st->boundary, x->out_ts);
+    st->sent++;
     if (!st->mem) {
         st->fd = open(x->path, O_RDONLY | O_CLOEXEC);
         struct stat sb;
@@ -490,14 +520,17 @@ static void serve_instances(mira_archive *a, const mira__wado_request *q,
         mira__http_reply_error(r, 503, "out of memory");
         return;
     }
-    if (l.n == 1 && strcmp(l.v[0].out_ts, l.v[0].ts) != 0) {
-        /* one instance: transcoded before the reply, so that a failure is its answer */
+    if (l.n == 1 && (q->deid || strcmp(l.v[0].out_ts, l.v[0].ts) != 0)) {
+        /* one instance: made before the reply, so that a failure is its answer */
         mira_error *err = NULL;
-        if (!make_transcoded(&l.v[0], &st->mem, &st->mem_len, &err)) {
+        if (!make_copy(&l.v[0], q->deid, &st->mem, &st->mem_len, &err)) {
             int code = mira_error_get_code(err);
-            mira__http_reply_error(r, code == MIRA_ERR_NOMEM ? 503 : 406,
-                                   "instance %s cannot be sent in %s: %s", l.v[0].sop,
-                                   l.v[0].out_ts, mira_error_get_message(err));
+            if (code == MIRA_ERR_CONFLICT)
+                mira__http_reply_error(r, 403, "%s", mira_error_get_message(err));
+            else
+                mira__http_reply_error(r, code == MIRA_ERR_NOMEM ? 503 : 406,
+                                       "instance %s cannot be sent in %s: %s", l.v[0].sop,
+                                       l.v[0].out_ts, mira_error_get_message(err));
             mira_error_free(err);
             mira_free(st);
             inst_list_free(&l);
@@ -505,6 +538,7 @@ static void serve_instances(mira_archive *a, const mira__wado_request *q,
         }
     }
     st->list = l;
+    st->deid = q->deid;
     st->fd = -1;
     st->single = single;
     mira__buf_init(&st->head);
@@ -580,13 +614,20 @@ static void serve_metadata(mira_archive *a, const mira__wado_request *q,
     for (size_t i = 0; i < l.n; i++) {
         inst *x = &l.v[i];
         char *made = NULL;
-        const char *json = x->metadata;
+        const char *json = q->deid ? NULL : x->metadata;
         size_t jlen = x->metadata_len;
-        if (!json) { /* stored before metadata was prepared: made from the file */
+        if (!json) {
+            /* stored before metadata was prepared, or for a researcher: made from the file
+             * (de-identified as the instance would be retrieved; withheld ones left out) */
             mira_file *f = mira_file_read(x->path, NULL, NULL);
             mira_json_options jo = {
                 .bulk_threshold = 1024, .bulk_uri = "@", .pixels_bulk = true};
-            made = f ? mira_dataset_to_json(mira_file_dataset(f), &jo, NULL) : NULL;
+            if (f && q->deid && withheld(q->deid, mira_file_dataset(f), x->sop, NULL)) {
+                mira_file_free(f);
+                continue;
+            }
+            bool ok = f && (!q->deid || mira_deid_file(f, NULL, q->deid, NULL, NULL));
+            made = ok ? mira_dataset_to_json(mira_file_dataset(f), &jo, NULL) : NULL;
             mira_file_free(f);
             if (!made) {
                 mira__http_reply_error(r, 500, "instance %s: its file could not be read",
@@ -599,13 +640,18 @@ static void serve_metadata(mira_archive *a, const mira__wado_request *q,
         }
         snprintf(base, sizeof base, "%s/studies/%s/series/%s/instances/%s", q->base_url,
                  x->study, x->series, x->sop);
-        if (i)
+        if (b->len > 1)
             mira__buf_append(b, ",", 1);
         append_metadata(b, json, jlen, base);
         mira_free(made);
     }
     mira__buf_append(b, "]", 1);
     inst_list_free(&l);
+    if (b->len == 2) {
+        mira__http_reply_error(r, 403, "every instance is withheld from de-identified "
+                                       "retrieval: their pixels may show identifying text");
+        return;
+    }
     r->status = 200;
     r->content_type = plain ? "application/json" : "application/dicom+json";
 }
@@ -637,6 +683,15 @@ static bool open_one(mira_archive *a, const mira__wado_request *q, one_inst *o,
     o->f = mira_file_read(o->x->path, NULL, &err);
     if (!o->f) {
         mira__http_reply_error(r, 500, "instance %s: its file could not be read: %s", o->x->sop,
+                               mira_error_get_message(err));
+        mira_error_free(err);
+        one_free(o);
+        return false;
+    }
+    if (withheld(q->deid, mira_file_dataset(o->f), o->x->sop, &err) ||
+        (q->deid && !mira_deid_file(o->f, NULL, q->deid, NULL, &err))) {
+        int code = mira_error_get_code(err);
+        mira__http_reply_error(r, code == MIRA_ERR_CONFLICT ? 403 : 500, "%s",
                                mira_error_get_message(err));
         mira_error_free(err);
         one_free(o);
@@ -1252,9 +1307,14 @@ static void serve_bulkdata(mira_archive *a, const mira__wado_request *q,
     size_t len = 0;
     const uint8_t *bytes = e ? mira_element_bytes(e, &len) : NULL;
     uint8_t *swapped = NULL;
-    if (!e || mira_element_vr(e) == MIRA_VR_SQ) {
-        mira__http_reply_error(r, 404, "instance %s has no value at bulkdata/%.100s", o.x->sop,
-                               q->bulk);
+    mira_vr evr = e ? mira_element_vr(e) : MIRA_VR_SQ;
+    bool binary = evr == MIRA_VR_OB || evr == MIRA_VR_OD || evr == MIRA_VR_OF ||
+                  evr == MIRA_VR_OL || evr == MIRA_VR_OV || evr == MIRA_VR_OW ||
+                  evr == MIRA_VR_UN;
+    if (!e || !binary) {
+        /* only binary values are bulk data (the ones metadata gives BulkDataURIs) */
+        mira__http_reply_error(r, 404, "instance %s has no bulk data at bulkdata/%.100s",
+                               o.x->sop, q->bulk);
     } else if (!bytes && mira_element_is_encapsulated(e)) {
         mira__http_reply_error(r, 406, "the pixel data of instance %s is compressed (%s): ask "
                                        "for its frames",

@@ -3,6 +3,7 @@
 #define MIRA_WEB_INT_H
 
 #include "mira/accounts.h"
+#include "mira/deid.h"
 #include "mira/web.h"
 
 #include "core/buf.h"
@@ -129,6 +130,10 @@ typedef struct mira__wado_request {
     const char *range;      /* the Range header, or NULL */
     const char *base_url;   /* "http://host:port/dicomweb" */
     bool uri;               /* a WADO-URI request: query holds its parameters (PS3.18 9) */
+    /* a researcher's: every data set de-identified with this context (PS3.15 Basic Profile,
+     * UIDs retained, as QIDO-RS shows them), instances whose pixels may show identifying
+     * text (burned-in annotation risk high) withheld; NULL for others */
+    mira_deid_context *deid;
 } mira__wado_request;
 
 /* Answer a retrieval (GET or HEAD) into r: the instances as multipart/related application/dicom

@@ -581,8 +581,90 @@ def test_retrieval_needs_a_token_and_is_audited(pixels, tmp_path):
                               token=make_token(srv._archive_args, "auditor", "admin"))[2])
     mine = [e for e in rows if e["path"] == url(ds, "/metadata")]
     assert mine and ds.StudyInstanceUID in mine[-1]["studies"], mine[-1:]
-    # a researcher may not retrieve (not de-identified yet): 403, never the data
+
+
+# ------------------------------------------------------------------ researchers
+
+# identifying attributes of PS3.15 E.1-1 whose values must not appear anywhere in what a
+# researcher gets (dates and times may appear inside retained UIDs: checked as attributes)
+IDENTIFYING_TEXT = ["PatientName", "PatientID", "OtherPatientIDs", "AccessionNumber",
+                    "InstitutionName", "InstitutionAddress", "ReferringPhysicianName",
+                    "PerformingPhysicianName", "OperatorsName", "StationName",
+                    "DeviceSerialNumber"]
+IDENTIFYING_DATES = ["PatientBirthDate", "StudyDate", "SeriesDate", "AcquisitionDate",
+                     "ContentDate", "StudyTime", "SeriesTime", "AcquisitionTime"]
+
+
+def identifying_values(ds):
+    """The original values of identifying text attributes, as bytes long enough not to appear
+    by chance."""
+    out = set()
+    for kw in IDENTIFYING_TEXT:
+        v = str(ds.get(kw, "") or "").strip()
+        if len(v) >= 4:
+            out.add(v.encode())
+    return out
+
+
+def assert_dates_gone(got, want):
+    for kw in IDENTIFYING_DATES:
+        if str(want.get(kw, "") or ""):
+            assert str(got.get(kw, "") or "") != str(want.get(kw)), kw
+
+
+def test_researchers_retrieve_de_identified_data(pixels):
+    srv, files = pixels
     tok = make_token(srv._archive_args, "res", "researcher")
-    for what in ["", "/metadata", "/frames/1", "/rendered"]:
-        st, r, body = request(srv, url(ds, what), token=tok)
-        assert st == 403 and ds.PatientName.family_name.encode() not in body, what
+    ct = quiet_read(files["CT_small.dcm"])
+    secrets = identifying_values(ct)
+    assert len(secrets) >= 3, secrets
+    # the instance: de-identified (Basic Profile, UIDs kept as QIDO-RS shows them), pixels kept
+    st, r, body = request(srv, url(ct), {"Accept": 'multipart/related; type="application/dicom"'},
+                          token=tok)
+    assert st == 200
+    ((h, data),) = parts(r.getheader("Content-Type"), body)
+    for v in secrets:
+        assert v not in data, v
+    got = quiet_read(io.BytesIO(data))
+    assert_dates_gone(got, ct)
+    assert got.PatientIdentityRemoved == "YES"
+    assert got.SOPInstanceUID == ct.SOPInstanceUID
+    assert np.array_equal(got.pixel_array, ct.pixel_array)
+    # the study, series and metadata the same way
+    for path in [f"/dicomweb/studies/{ct.StudyInstanceUID}",
+                 f"/dicomweb/studies/{ct.StudyInstanceUID}/series/{ct.SeriesInstanceUID}"]:
+        st, r, body = request(srv, path, token=tok)
+        assert st == 200 and all(v not in body for v in secrets), path
+    for path in [url(ct, "/metadata"), f"/dicomweb/studies/{ct.StudyInstanceUID}/metadata"]:
+        st, r, body = request(srv, path, token=tok)
+        assert st == 200 and all(v not in body for v in secrets), path
+        (obj,) = json.loads(body)
+        assert_dates_gone(pydicom.Dataset.from_json(obj, lambda *a: b""), ct)
+        assert obj["00120062"]["Value"] == ["YES"]
+        assert obj["7FE00010"]["BulkDataURI"].endswith("/bulkdata/7FE00010")
+    # frames and rendered images are the pixels, which the profile leaves alone
+    st, r, body = request(srv, url(ct, "/frames/1"), token=tok)
+    ((h, data),) = parts(r.getheader("Content-Type"), body)
+    assert st == 200 and data == ct.PixelData
+    st, r, body = request(srv, url(ct, "/rendered"), {"Accept": "image/png"}, token=tok)
+    assert st == 200
+    # an identifying attribute's bulk data path leads nowhere once de-identified
+    st, r, body = request(srv, url(ct, "/bulkdata/00100010"), token=tok)
+    assert st == 404
+
+
+def test_researchers_never_get_images_that_may_show_names(pixels):
+    """Secondary capture (and ultrasound, and Burned In Annotation YES) may show identifying
+    text in the pixels, which mira does not clean: withheld from researchers."""
+    srv, files = pixels
+    tok = make_token(srv._archive_args, "res", "researcher")
+    sc = quiet_read(files["SC_rgb_rle_2frame.dcm"], stop_before_pixels=True)
+    assert sc.SOPClassUID.startswith("1.2.840.10008.5.1.4.1.1.7")  # Secondary Capture
+    for what in ["", "/metadata", "/frames/1", "/rendered", "/thumbnail"]:
+        st, r, body = request(srv, url(sc, what), token=tok)
+        assert st == 403 and b"identifying text" in body, (what, st, body[:200])
+    st, r, body = request(srv, f"/dicomweb/studies/{sc.StudyInstanceUID}/metadata", token=tok)
+    assert st == 403
+    # a clinician gets it
+    st, r, body = request(srv, url(sc, "/metadata"))
+    assert st == 200
