@@ -520,6 +520,30 @@ static void serve(mira_web_server *s, struct MHD_Connection *c, const char *meth
     mira__route_free(&rt);
 }
 
+/* A streamed body, counted for the request's log line as it goes out. */
+typedef struct counted {
+    ssize_t (*read)(void *ctx, uint64_t pos, char *buf, size_t max);
+    void (*free)(void *ctx);
+    void *ctx;
+    size_t *bytes; /* the connection's count for the current request (cs->bytes) */
+} counted;
+
+static ssize_t counted_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    counted *c = cls;
+    ssize_t n = c->read(c->ctx, pos, buf, max);
+    if (n > 0)
+        *c->bytes += (size_t)n;
+    return n;
+}
+
+static void counted_free(void *cls)
+{
+    counted *c = cls;
+    c->free(c->ctx);
+    mira_free(c);
+}
+
 /* Queue r on c (allow: the Allow header of a 405, or NULL); its status is kept in cs. */
 static enum MHD_Result queue_reply(struct MHD_Connection *c, conn_state *cs,
                                    mira__http_reply *r, const char *allow)
@@ -536,11 +560,23 @@ static enum MHD_Result queue_reply(struct MHD_Connection *c, conn_state *cs,
     bool gzipped = json && cs && cs->gzip && r->body.len > 1024 && r->body.len < UINT32_MAX &&
                    gzip_body(&r->body);
     if (streamed) { /* the response owns the stream from here, whatever happens */
-        resp = MHD_create_response_from_callback(
-            r->stream_size == UINT64_MAX ? MHD_SIZE_UNKNOWN : r->stream_size, 256 * 1024,
-            (MHD_ContentReaderCallback)r->stream, r->stream_ctx, r->stream_free);
-        if (!resp)
-            r->stream_free(r->stream_ctx);
+        counted *k = cs ? mira_malloc(sizeof *k) : NULL;
+        if (k) {
+            *k = (counted){r->stream, r->stream_free, r->stream_ctx, &cs->bytes};
+            cs->bytes = 0;
+        }
+        uint64_t size = r->stream_size == UINT64_MAX ? MHD_SIZE_UNKNOWN : r->stream_size;
+        resp = k ? MHD_create_response_from_callback(size, 256 * 1024, counted_read, k,
+                                                     counted_free)
+                 : MHD_create_response_from_callback(size, 256 * 1024,
+                                                     (MHD_ContentReaderCallback)r->stream,
+                                                     r->stream_ctx, r->stream_free);
+        if (!resp) {
+            if (k)
+                counted_free(k);
+            else
+                r->stream_free(r->stream_ctx);
+        }
         r->stream = NULL;
         r->stream_ctx = NULL;
     } else {
@@ -595,9 +631,8 @@ static enum MHD_Result queue_reply(struct MHD_Connection *c, conn_state *cs,
     }
     if (cs) {
         cs->status = r->status;
-        cs->bytes = r->status == 204 ? 0
-                    : streamed      ? (r->stream_size == UINT64_MAX ? 0 : r->stream_size)
-                                    : r->body.len;
+        if (!streamed) /* (a stream counts its bytes as they go) */
+            cs->bytes = r->status == 204 ? 0 : r->body.len;
     }
     return ret;
 }
