@@ -510,8 +510,11 @@ static void serve(mira_web_server *s, struct MHD_Connection *c, const char *meth
                        !mira__auth_deidentify_query(q.identifier, r)) {
                 /* a search by an identifying attribute: 403 in r */
             } else {
-                mira__qido_search(s->opt.archive, s->opt.max_results, &q, r);
-                if (plain && r->content_type && strcmp(r->content_type, "application/dicom+json") == 0)
+                char base[400];
+                base_url(s, c, base, sizeof base);
+                mira__qido_search(s->opt.archive, s->opt.max_results, &q, base, r);
+                if (plain && r->content_type &&
+                    strcmp(r->content_type, "application/dicom+json") == 0)
                     r->content_type = "application/json";
             }
             mira__qido_query_cleanup(&q);

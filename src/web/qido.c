@@ -394,6 +394,8 @@ static bool add_includes(mira__qido_query *q, const char *v, bool *all, mira_err
                        " (ggggeeee)");
         } else if (tag == AVAILABILITY) {
             q->availability = true;
+        } else if (tag == 0x00081190u) {
+            /* Retrieve URL: in every match already */
         } else if (!mira_archive_key_supported(q->level, tag)) {
             mira__buf_printf(&q->not_held, "%s%08X", q->not_held.len ? ", " : "", (unsigned)tag);
         } else if (!add_return(q, q->identifier, tag, err)) {
@@ -500,7 +502,44 @@ typedef struct collect {
     bool availability;
     mira_error *err;
     mira__buf *studies, *series; /* the UIDs in the reply, for the audit log */
+    mira_level level;
+    const char *base_url; /* for Retrieve URL (0008,1190), or NULL */
 } collect;
+
+/* The text of a match's UID (owned), or NULL. */
+static char *uid_of(const mira_dataset *match, mira_tag tag)
+{
+    mira_element *e = mira_dataset_get(match, tag);
+    char *uid = e ? mira_element_get_string(e, 0, NULL) : NULL;
+    if (uid && !*uid) {
+        mira_free(uid);
+        uid = NULL;
+    }
+    return uid;
+}
+
+/* Retrieve URL (0008,1190), which PS3.18 Table 10.6.3-3 returns at every level: the WADO-RS
+ * URL of the match, as a JSON member (with its leading comma), into out. */
+static void retrieve_url(const collect *c, const mira_dataset *match, mira__buf *out)
+{
+    char *st = uid_of(match, 0x0020000D);
+    char *se = c->level >= MIRA_LEVEL_SERIES ? uid_of(match, 0x0020000E) : NULL;
+    char *so = c->level == MIRA_LEVEL_INSTANCE ? uid_of(match, 0x00080018) : NULL;
+    bool have =
+        st && (c->level < MIRA_LEVEL_SERIES || se) && (c->level < MIRA_LEVEL_INSTANCE || so);
+    if (have) {
+        mira__buf_printf(out, ",\"00081190\":{\"vr\":\"UR\",\"Value\":[\"%s/studies/%s",
+                         c->base_url, st);
+        if (se)
+            mira__buf_printf(out, "/series/%s", se);
+        if (so)
+            mira__buf_printf(out, "/instances/%s", so);
+        mira__buf_puts(out, "\"]}");
+    }
+    mira_free(st);
+    mira_free(se);
+    mira_free(so);
+}
 
 /* Add the match's UID of tag to a '\\'-separated list unless it ends the list already (the
  * matches come in order, so repeats are mostly neighbours). */
@@ -534,11 +573,19 @@ static bool take(void *ctx, const mira_dataset *match)
         return false;
     size_t n = strlen(json);
     mira__buf_puts(c->out, c->n > 1 ? "," : "[");
-    if (c->availability && n >= 2 && json[n - 1] == '}') {
-        /* not indexed: every instance this archive has is online */
+    if (n >= 2 && json[n - 1] == '}') {
+        /* what the index does not hold: the URL, and the availability (every instance this
+         * archive has is online); members after the indexed ones ({} stays valid: "{" then
+         * ",..." is mended below) */
         mira__buf_append(c->out, json, n - 1);
-        mira__buf_printf(c->out, "%s\"00080056\":{\"vr\":\"CS\",\"Value\":[\"ONLINE\"]}}",
-                         n > 2 ? "," : "");
+        size_t at = c->out->len;
+        if (c->availability)
+            mira__buf_puts(c->out, ",\"00080056\":{\"vr\":\"CS\",\"Value\":[\"ONLINE\"]}");
+        if (c->base_url)
+            retrieve_url(c, match, c->out);
+        if (n == 2 && c->out->len > at && !c->out->failed)
+            memmove(c->out->data + at, c->out->data + at + 1, --c->out->len - at);
+        mira__buf_putc(c->out, '}');
     } else {
         mira__buf_append(c->out, json, n);
     }
@@ -547,7 +594,7 @@ static bool take(void *ctx, const mira_dataset *match)
 }
 
 void mira__qido_search(mira_archive *a, uint64_t max_results, const mira__qido_query *q,
-                       mira__http_reply *r)
+                       const char *base_url, mira__http_reply *r)
 {
     if (!max_results)
         max_results = 1000;
@@ -557,7 +604,8 @@ void mira__qido_search(mira_archive *a, uint64_t max_results, const mira__qido_q
     uint64_t keep = capped ? max_results : q->limit;
     opt.limit = capped ? keep + 1 : keep;
     opt.offset = q->offset;
-    collect c = {&r->body, 0, keep, q->availability, NULL, &r->studies, &r->series};
+    collect c = {&r->body, 0,    keep,     q->availability, NULL, &r->studies,
+                 &r->series, q->level, base_url};
     mira_error *err = NULL;
     bool ok = mira_archive_find(a, q->level, q->identifier, &opt, take, &c, &err);
     if (ok && c.err) {

@@ -87,9 +87,10 @@ bool mira__qido_parse(mira_level level, const char *study, const char *series, c
 void mira__qido_query_cleanup(mira__qido_query *q);
 
 /* Run a parsed search on the archive into r: 200 with application/dicom+json, 204 when nothing
- * matches (PS3.18 8.3.4.4.1), 500 if the archive fails. max_results: as in the options. */
+ * matches (PS3.18 8.3.4.4.1), 500 if the archive fails. max_results: as in the options.
+ * base_url ("http://host:port/dicomweb", or NULL: none) makes each match's Retrieve URL. */
 void mira__qido_search(mira_archive *a, uint64_t max_results, const mira__qido_query *q,
-                       mira__http_reply *r);
+                       const char *base_url, mira__http_reply *r);
 
 /* True if s is a UID (PS3.5 9.1: 1 to 64 characters, digits in dot-separated components,
  * no leading zero in a component of several digits). */

@@ -668,3 +668,28 @@ def test_researchers_never_get_images_that_may_show_names(pixels):
     # a clinician gets it
     st, r, body = request(srv, url(sc, "/metadata"))
     assert st == 200
+
+
+# ------------------------------------------------------------------ QIDO-RS Retrieve URL
+
+def test_search_results_carry_their_retrieve_url(served):
+    """PS3.18 Table 10.6.3-3: each match's Retrieve URL (0008,1190) is its WADO-RS resource."""
+    srv, chosen, _ = served
+    sops_of = {}
+    for _, ds in chosen:
+        for key in [(ds.StudyInstanceUID,), (ds.StudyInstanceUID, ds.SeriesInstanceUID),
+                    (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)]:
+            sops_of.setdefault(key, set()).add(ds.SOPInstanceUID)
+    base = f"http://127.0.0.1:{srv.http_port}/dicomweb"
+    for level, tags in [("studies", ["0020000D"]), ("series", ["0020000D", "0020000E"]),
+                        ("instances", ["0020000D", "0020000E", "00080018"])]:
+        st, r, body = request(srv, f"/dicomweb/{level}?limit=4")
+        assert st == 200
+        for obj in json.loads(body):
+            uids = tuple(obj[t]["Value"][0] for t in tags)
+            want = base + "".join(f"/{n}/{u}" for n, u in
+                                  zip(["studies", "series", "instances"], uids))
+            assert obj["00081190"] == {"vr": "UR", "Value": [want]}
+            got = dicom_parts(srv, want[len(base) - len("/dicomweb"):],
+                              'multipart/related; type="application/dicom"; transfer-syntax=*')
+            assert {quiet_read(io.BytesIO(d)).SOPInstanceUID for _, d in got} == sops_of[uids]
