@@ -31,6 +31,10 @@ def schemathesis_cli():
     return exe
 
 
+# In the build/ pass only (slow): under the sanitizer pass, schemathesis itself once failed
+# inside CPython ("AST constructor recursion depth mismatch"), a runtime error of the tool, not
+# an answer of mira's; what it checks is the HTTP contract, which the sanitizers add nothing to.
+@pytest.mark.slow
 def test_schemathesis_finds_nothing(tmp_path):
     exe = schemathesis_cli()
     archive = tmp_path / "archive"
