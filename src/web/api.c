@@ -73,14 +73,17 @@ static bool role_in(api_req *q, mira__http_reply *r, bool admin, bool clinician,
     return false;
 }
 
-/* An error of the archive as a reply: 404, 409, 400 for what the caller asked wrongly, 503
+/* An error of the archive as a reply: 404, 409, 400 for what the caller asked wrongly or the
+ * archive cannot do (a non-ASCII value into an instance of another character set), 503
  * without memory, else 500. */
 static void archive_error(mira__http_reply *r, const char *what, mira_error *err)
 {
     int code = mira_error_get_code(err);
     int status = code == MIRA_ERR_NOT_FOUND                              ? 404
                  : code == MIRA_ERR_CONFLICT                             ? 409
-                 : code == MIRA_ERR_ARGUMENT || code == MIRA_ERR_INVALID ? 400
+                 : code == MIRA_ERR_ARGUMENT || code == MIRA_ERR_INVALID ||
+                           code == MIRA_ERR_UNSUPPORTED || code == MIRA_ERR_LIMIT
+                     ? 400
                  : code == MIRA_ERR_NOMEM                                ? 503
                                                                          : 500;
     mira__http_reply_error(r, status, "%s: %s", what, mira_error_get_message(err));
@@ -1145,9 +1148,10 @@ static void worklist_add(api_req *q, mira__http_reply *r)
         }
         int64_t id = 0;
         mira_error *err = NULL;
+        mira_worklist_add_options wo = {"api", NULL, NULL};
         if (!ok) {
             mira__http_reply_error(r, 503, "out of memory");
-        } else if (!mira_worklist_add(q->o.archive, ds, NULL, &id, &err)) {
+        } else if (!mira_worklist_add(q->o.archive, ds, &wo, &id, &err)) {
             archive_error(r, "the entry was refused", err);
         } else {
             mira_json_writer *w = mira_json_writer_new(false);
