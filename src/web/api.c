@@ -197,8 +197,8 @@ static bool seg_is(const api_path *p, size_t i, const char *s)
     return i < p->n && strcmp(p->seg[i], s) == 0;
 }
 
-/* A query parameter's value as decoded (owned), NULL when absent; *bad is set (and r holds
- * a 400) for a bad escape or a repeated key. */
+/* A query parameter a resource takes: its name, and its value as decoded (owned), NULL when
+ * absent. */
 typedef struct api_param {
     const char *name;
     char *value;
@@ -287,8 +287,8 @@ static mira_json *json_body(api_req *q, mira__http_reply *r)
     return j;
 }
 
-/* A member's string (NUL-free) or NULL with a 400 in r; absent: NULL without error when
- * optional (*missing set). */
+/* A member's string (without NUL), or NULL: absent (a 400 in r and *failed set when it is
+ * required), or not a string (a 400 and *failed set). */
 static const char *member_string(const mira_json *j, const char *key, bool required,
                                  mira__http_reply *r, bool *failed)
 {

@@ -192,7 +192,8 @@ def test_modify_a_study_by_keyword_and_tag(api, tmp_path):
     assert f.StudyDescription == "Knee, left" and f.StudyID == "S-42"
     # a non-ASCII value cannot go into this ISO_IR 100 instance: refused, nothing changed
     before = blobs(api.archive)
-    st, body, _ = api.json("POST", path, api.clin, body={"changes": {"StudyDescription": "Größe"}})
+    st, body, _ = api.json("POST", path, api.clin,
+                           body={"changes": {"StudyDescription": "Größe"}})
     check_error(st, body, 400)
     assert blobs(api.archive) == before
     assert f.PatientName == d.PatientName

@@ -55,7 +55,9 @@ def test_schemathesis_finds_nothing(tmp_path):
             [str(exe), "run", base + "/api/openapi.json", "--url", base,
              "-H", f"Authorization: Bearer {token}", "--checks", CHECKS,
              "--phases", "examples,coverage,fuzzing", "--max-examples", "40", "--seed", "6",
-             "--workers", "2", "--request-timeout", "30", "--no-shrink",
+             # one worker: schemathesis's threads compiling at once trip a CPython 3.11.2 bug
+             # ("SystemError: AST constructor recursion depth mismatch", gh-106905)
+             "--workers", "1", "--request-timeout", "30", "--no-shrink",
              "--suppress-health-check", "all", "--report", "ndjson", "--report-dir",
              str(report), "--warnings", "off"],
             capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
