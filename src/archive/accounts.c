@@ -499,26 +499,101 @@ static const char *nz(const char *s)
     return s ? s : "";
 }
 
-bool mira_audit_append(mira_archive *a, const mira_audit_event *e, mira_error **err)
+/* An event waiting to be written, on its caller's stack until done. */
+typedef struct mira__audit_wait {
+    const mira_audit_event *e;
+    char at[32];
+    struct mira__audit_wait *next;
+    bool done, ok; /* (under audit_lock) */
+    mira_error *err;
+} mira__audit_wait;
+
+static bool audit_insert(mira__db *db, const mira__audit_wait *w, mira_error **err)
 {
-    char now[32];
-    mira__now(now);
-    mira__dbval p[11] = {mira__db_text(now),         mira__db_text(nz(e->user)),
+    const mira_audit_event *e = w->e;
+    mira__dbval p[11] = {mira__db_text(w->at),       mira__db_text(nz(e->user)),
                          mira__db_text(nz(e->role)), mira__db_text(nz(e->event)),
                          mira__db_text(nz(e->method)), mira__db_text(nz(e->path)),
                          mira__db_text(nz(e->studies)), mira__db_text(nz(e->series)),
                          mira__db_text(nz(e->peer)), mira__db_int(e->status),
                          mira__db_text(nz(e->detail))};
-    /* autocommit: one statement needs no transaction of its own around it */
-    mira__db *db = mira__archive_db_acquire(a, err);
-    if (!db)
-        return false;
-    bool ok = db->ops->query(db,
-                             "INSERT INTO audit (at, user_name, role, event, method, path, studies,"
-                             " series, peer, status, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                             p, 11, NULL, NULL, NULL, err);
-    mira__archive_db_release(a, db);
-    return ok;
+    return db->ops->query(db,
+                          "INSERT INTO audit (at, user_name, role, event, method, path, studies,"
+                          " series, peer, status, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                          p, 11, NULL, NULL, NULL, err);
+}
+
+/* Write a batch: one transaction for all; if that fails, each on its own, so that one bad
+ * event fails alone. Sets each one's ok and err (not done: the caller does, under the lock). */
+static void audit_write(mira_archive *a, mira__audit_wait *batch)
+{
+    mira_error *err = NULL;
+    mira__db *db = mira__archive_db_acquire(a, &err);
+    bool together = false;
+    if (db && batch->next) {
+        together = db->ops->begin_write(db, NULL);
+        for (mira__audit_wait *w = batch; together && w; w = w->next)
+            together = audit_insert(db, w, NULL);
+        if (together)
+            together = mira__db_commit(db, NULL);
+        else
+            mira__db_rollback(db);
+    }
+    for (mira__audit_wait *w = batch; w; w = w->next) {
+        if (together)
+            w->ok = true;
+        else if (db) /* autocommit: one statement needs no transaction of its own */
+            w->ok = audit_insert(db, w, &w->err);
+        else if (err)
+            mira_error_set(&w->err, mira_error_get_code(err), NULL, "%s",
+                           mira_error_get_message(err));
+    }
+    mira_error_free(err);
+    if (db)
+        mira__archive_db_release(a, db);
+}
+
+/* Durable when it returns true, like every other write of the index; callers that arrive
+ * while a batch is being written wait for the next one and share its sync (a request of the
+ * HTTP server waits for its event before its answer goes out). */
+bool mira_audit_append(mira_archive *a, const mira_audit_event *e, mira_error **err)
+{
+    mira__audit_wait w = {.e = e};
+    mira__now(w.at);
+    pthread_mutex_lock(&a->audit_lock);
+    if (a->audit_tail)
+        a->audit_tail->next = &w;
+    else
+        a->audit_head = &w;
+    a->audit_tail = &w;
+    while (!w.done) {
+        if (a->audit_writing) {
+            pthread_cond_wait(&a->audit_cond, &a->audit_lock);
+            continue;
+        }
+        mira__audit_wait *batch = a->audit_head;
+        a->audit_head = a->audit_tail = NULL;
+        a->audit_writing = true;
+        pthread_mutex_unlock(&a->audit_lock);
+        audit_write(a, batch);
+        pthread_mutex_lock(&a->audit_lock);
+        for (mira__audit_wait *x = batch, *next; x; x = next) {
+            next = x->next; /* (x may be gone once done is seen by its owner) */
+            x->done = true;
+        }
+        a->audit_writing = false;
+        pthread_cond_broadcast(&a->audit_cond);
+    }
+    pthread_mutex_unlock(&a->audit_lock);
+    if (!w.ok) {
+        if (err && w.err)
+            *err = w.err;
+        else
+            mira_error_free(w.err);
+        if (err && !*err)
+            mira_error_set(err, MIRA_ERR_IO, NULL, "writing the audit log");
+    }
+    return w.ok;
 }
 
 typedef struct audit_ctx {

@@ -476,10 +476,13 @@ bool mira__archive_recover(mira_archive *a, mira__db *db, mira_error **err)
             bool dead;
             if (de->d_name[0] == '.') {
                 /* a folder being made (make_tmp_dir): it never holds blobs; one left by a
-                 * process that died making it goes once it is unlocked, or a minute old */
+                 * process that died making it goes once it is a minute old and unlocked.
+                 * Never sooner: between its mkdir, the open of its lock file and the flock,
+                 * a live process's folder is unlocked for a moment (taking it then made that
+                 * process's open fail: two mira commands started at once) */
                 struct stat dst;
-                dead = fd >= 0 ? flock(fd, LOCK_EX | LOCK_NB) == 0
-                               : stat(sub, &dst) != 0 || time(NULL) - dst.st_mtime > 60;
+                dead = stat(sub, &dst) == 0 && time(NULL) - dst.st_mtime > 60 &&
+                       (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) == 0);
             } else {
                 /* a folder has its lock from birth: without one, its process is gone */
                 dead = fd < 0 || flock(fd, LOCK_EX | LOCK_NB) == 0;
@@ -549,6 +552,8 @@ mira_archive *mira_archive_open(const mira_archive_options *opt, mira_error **er
     pthread_mutex_init(&a->pool_lock, NULL);
     pthread_mutex_init(&a->q_lock, NULL);
     pthread_mutex_init(&a->place_lock, NULL);
+    pthread_mutex_init(&a->audit_lock, NULL);
+    pthread_cond_init(&a->audit_cond, NULL);
     pthread_cond_init(&a->q_cond, NULL);
     pthread_cond_init(&a->done_cond, NULL);
     a->dir = mira_strdup(opt->dir);
@@ -657,6 +662,8 @@ void mira_archive_close(mira_archive *a)
     pthread_mutex_destroy(&a->pool_lock);
     pthread_mutex_destroy(&a->q_lock);
     pthread_mutex_destroy(&a->place_lock);
+    pthread_mutex_destroy(&a->audit_lock);
+    pthread_cond_destroy(&a->audit_cond);
     pthread_cond_destroy(&a->q_cond);
     pthread_cond_destroy(&a->done_cond);
     mira_free(a->dir);

@@ -109,6 +109,13 @@ struct mira_archive {
      * commit replacing one of them must not unlink a blob that is about to appear (store.c) */
     pthread_mutex_t place_lock;
     mira__pending *placing;
+
+    /* audit events wait here; the first waiting thread that finds no writer at work writes
+     * every waiting one in one transaction, one sync for all (accounts.c) */
+    pthread_mutex_t audit_lock;
+    pthread_cond_t audit_cond; /* a batch was written */
+    struct mira__audit_wait *audit_head, *audit_tail;
+    bool audit_writing;
 };
 
 /* A connection for this thread to use (from the pool, or new); give it back with _release. */

@@ -307,6 +307,53 @@ def test_every_route_refuses_requests_without_a_valid_token(served):
     assert status == 401 and 'error="invalid_token"' in r.getheader("WWW-Authenticate")
 
 
+def test_concurrent_requests_each_leave_one_audit_row(served):
+    """Requests at once share the audit log's writes (mira writes waiting events together): each
+    one still gets exactly its own row, with its user, peer and status, before its answer."""
+    import threading
+    srv, a = served, served.archive
+    names = ("alice", "carl", "rita")
+    threads_n, each = 24, 6
+    failures, sent = [], {}  # sent: the client's "127.0.0.1:port" -> user
+    lock = threading.Lock()
+
+    def client(t):
+        name = names[t % 3]
+        c = http.client.HTTPConnection("127.0.0.1", srv.http_port, timeout=60)
+        try:
+            c.connect()  # one kept-alive connection a thread: its port tells its rows
+            peer = "127.0.0.1:%d" % c.sock.getsockname()[1]
+            with lock:
+                sent[peer] = name
+            for i in range(each):
+                c.request("GET", "/dicomweb/studies", headers=bearer(srv.tokens[name]))
+                r = c.getresponse()
+                data = json.loads(r.read())
+                if r.status != 200 or len(data) != 1:
+                    with lock:
+                        failures.append((peer, r.status, data))
+                rows = [e for e in audit_events(a, "--user", name) if e["peer"] == peer]
+                if len(rows) != i + 1:  # the row is there when the answer is
+                    with lock:
+                        failures.append((peer, i, "rows", len(rows)))
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=client, args=(t,)) for t in range(threads_n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+    assert not failures, failures[:5]
+    assert len(sent) == threads_n
+    rows = [e for e in audit_events(a) if e["peer"] in sent]
+    assert sorted(e["peer"] for e in rows) == sorted(list(sent) * each)
+    for e in rows:
+        assert e["user"] == sent[e["peer"]] and e["status"] == 200 and e["method"] == "GET" \
+            and e["path"] == "/dicomweb/studies" and e["event"] == "access", e
+
+
 def test_health_needs_no_token(served):
     status, r, data = request(served, "GET", "/health")
     assert status == 200 and data["status"] == "ok" and data["version"]

@@ -140,6 +140,37 @@ def test_instances_as_stored_are_the_files_byte_for_byte(served):
         assert data == path.read_bytes(), path.name
 
 
+def test_retrievals_as_stored_declare_their_length(served):
+    """Sent as stored, a retrieval's length is known before its first byte: Content-Length, not
+    chunked, and exactly right (two requests on one kept-alive connection: a wrong length
+    would break the second answer's framing); transcoded, it is chunked."""
+    srv, chosen, _ = served
+    path, ds = chosen[0]
+    star = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+    c = http.client.HTTPConnection("127.0.0.1", srv.http_port, timeout=120)
+    try:
+        for target, accept in ((url(ds), star), (f"/dicomweb/studies/{ds.StudyInstanceUID}", star),
+                               (url(ds), "application/dicom; transfer-syntax=*"), (url(ds), star)):
+            c.request("GET", target, headers={**bearer(srv.token), "Accept": accept})
+            r = c.getresponse()
+            body = r.read()
+            assert r.status == 200 and r.getheader("Transfer-Encoding") is None, target
+            assert int(r.getheader("Content-Length")) == len(body), target
+            if accept.startswith("application/dicom"):
+                assert body == path.read_bytes()
+            else:
+                got = parts(r.getheader("Content-Type"), body)
+                assert got and all(d[128:132] == b"DICM" for _, d in got)
+    finally:
+        c.close()
+    # transcoded parts of a study: their length is not known ahead
+    st, r, body = request(srv, f"/dicomweb/studies/{ds.StudyInstanceUID}",
+                          {"Accept": 'multipart/related; type="application/dicom"; '
+                                     'transfer-syntax=1.2.840.10008.1.2'})
+    if st == 200 and len(parts(r.getheader("Content-Type"), body)) > 1:
+        assert r.getheader("Transfer-Encoding") == "chunked"
+
+
 def test_default_transfer_syntax_is_explicit_vr_little_endian(served):
     srv, chosen, _ = served
     # pixel data these two cannot be decoded (12-bit DCT JPEG, beyond Debian's libjpeg-turbo;
