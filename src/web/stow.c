@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,15 +22,19 @@
  * file in the archive's spool/ folder once it grows past that, so memory stays bounded
  * whatever the size of the body or of an instance. When a part ends it is checked (a PS3.10
  * file: preamble and DICM, readable to its end, the Study Instance UID of the path if one was
- * given) and stored through the archive, which makes it durable before the store returns; the
- * response is built as the parts are stored. A part that fails fails alone: the parts before
- * and after it are stored all the same.
+ * given) and stored through the archive, which makes it durable before the store returns. The
+ * check and the store run in a thread of their own, up to IN_FLIGHT parts of a request at once
+ * (so their syncs overlap and the archive commits them together, while the next parts are
+ * still arriving); the response is made once the body has ended and every store has returned,
+ * in the order of the parts. A part that fails fails alone: the parts before and after it are
+ * stored all the same.
  *
  * Spool files are named "<pid>-http-<n>.part": the DIMSE server's start removes those of
  * processes that are gone (mira__store_init), as for its own.
  */
 #define MEMORY_MAX (8u << 20)
 #define MAX_PARTS 100000
+#define IN_FLIGHT 4 /* parts of one request being stored at once */
 #define TAG_RETRIEVE_URL MIRA_TAG(0x0008, 0x1190)
 #define TAG_FAILED_SEQ MIRA_TAG(0x0008, 0x1198)
 #define TAG_REFERENCED_SEQ MIRA_TAG(0x0008, 0x1199)
@@ -66,6 +71,14 @@ typedef struct stow {
     char one_study[65]; /* the study of every stored instance, while they share one */
     bool studies_differ;
     bool broken; /* building the response failed (out of memory) */
+
+    /* each part's outcome, in part order; a part that ended well is checked and stored by a
+     * thread of its own, up to IN_FLIGHT at once, while the next ones arrive */
+    struct stow_task **tasks;
+    size_t ntasks, cap;
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* a task finished */
+    size_t running;
 } stow;
 
 static void logf_(stow *st, mira_log_level level, const char *fmt, ...) MIRA_PRINTF(3, 4);
@@ -110,7 +123,7 @@ static void set_us(stow *st, mira_dataset *ds, mira_tag tag, uint16_t v)
         st->broken = true;
 }
 
-static void add_failed(stow *st, const char *sop_class, const char *sop_instance,
+static void add_failed(stow *st, size_t part, const char *sop_class, const char *sop_instance,
                        uint16_t reason, const char *why)
 {
     st->failed++;
@@ -118,9 +131,8 @@ static void add_failed(stow *st, const char *sop_class, const char *sop_instance
     set_str(st, item, TAG_REF_SOP_CLASS, MIRA_VR_UI, sop_class ? sop_class : "");
     set_str(st, item, TAG_REF_SOP_INSTANCE, MIRA_VR_UI, sop_instance ? sop_instance : "");
     set_us(st, item, TAG_FAILURE_REASON, reason);
-    logf_(st, MIRA_LOG_WARNING, "part %zu (%s) failed (0x%04X): %s",
-          mira__multipart_parts(st->mp), sop_instance && *sop_instance ? sop_instance : "?",
-          reason, why);
+    logf_(st, MIRA_LOG_WARNING, "part %zu (%s) failed (0x%04X): %s", part,
+          sop_instance && *sop_instance ? sop_instance : "?", reason, why);
 }
 
 static void add_stored(stow *st, const mira_store_result *res)
@@ -240,89 +252,190 @@ static uint16_t store_failure(const mira_error *e)
     }
 }
 
-static bool on_end(void *ctx)
+/* One part: its bytes (in memory, or a spool file), then its outcome. */
+typedef struct stow_task {
+    stow *st;
+    size_t part; /* its number, from 1 */
+    uint8_t *data; /* owned */
+    size_t len;
+    char *path; /* a spool file (owned; removed when done), or NULL */
+    bool started; /* thread is running it */
+    pthread_t thread;
+
+    bool stored;
+    mira_store_result res;
+    char *cls, *sop; /* owned, or NULL */
+    uint16_t reason;
+    char why[320];
+} stow_task;
+
+static void task_fail(stow_task *t, uint16_t reason, const char *fmt, ...) MIRA_PRINTF(3, 4);
+static void task_fail(stow_task *t, uint16_t reason, const char *fmt, ...)
 {
-    stow *st = ctx;
-    if (st->part_fail) {
-        add_failed(st, NULL, NULL, st->part_fail, st->part_why);
-        part_reset(st);
-        return true;
-    }
-    if (st->part_errno) {
-        char why[160];
-        snprintf(why, sizeof why, "receiving the part failed: %s", strerror(st->part_errno));
-        add_failed(st, NULL, NULL, 0xA700, why);
-        part_reset(st);
-        return true;
-    }
-    bool spooled = st->fd >= 0;
-    if (spooled && close(st->fd) != 0) {
-        st->fd = -1;
-        add_failed(st, NULL, NULL, 0xA700, "writing the spool file failed");
-        part_reset(st);
-        return true;
-    }
-    st->fd = -1;
+    t->reason = reason;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->why, sizeof t->why, fmt, ap);
+    va_end(ap);
+}
+
+/* Check a part and store it (in any thread: touches nothing of st but what does not change). */
+static void task_run(stow_task *t)
+{
+    stow *st = t->st;
     /* a PS3.10 file (PS3.18 8.7.3.3.2: application/dicom is a PS3.10 file), read whole, so
      * that a truncated one is refused before it reaches the archive */
     uint8_t magic[4] = {0};
-    if (st->part_len >= 132) {
-        if (spooled) {
-            int fd = open(st->path, O_RDONLY | O_CLOEXEC);
-            if (fd < 0 || pread(fd, magic, 4, 128) != 4)
-                memset(magic, 0, 4);
-            if (fd >= 0)
-                close(fd);
-        } else {
-            memcpy(magic, st->mem.data + 128, 4);
-        }
+    if (t->path) {
+        int fd = open(t->path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || pread(fd, magic, 4, 128) != 4)
+            memset(magic, 0, 4);
+        if (fd >= 0)
+            close(fd);
+    } else if (t->len >= 132) {
+        memcpy(magic, t->data + 128, 4);
     }
     if (memcmp(magic, "DICM", 4) != 0) {
-        add_failed(st, NULL, NULL, 0xC000,
-                   "not a DICOM PS3.10 file (no 128-byte preamble and DICM prefix)");
-        part_reset(st);
-        return true;
+        task_fail(t, 0xC000, "not a DICOM PS3.10 file (no 128-byte preamble and DICM prefix)");
+        return;
     }
     mira_read_options ro;
     mira_read_options_init(&ro);
     mira_error *e = NULL;
-    mira_file *f = spooled ? mira_file_read(st->path, &ro, &e)
-                           : mira_file_read_memory(st->mem.data, st->mem.len, &ro, false, &e);
+    mira_file *f = t->path ? mira_file_read(t->path, &ro, &e)
+                           : mira_file_read_memory(t->data, t->len, &ro, false, &e);
     if (!f) {
-        char why[300];
-        snprintf(why, sizeof why, "not readable: %s", e ? mira_error_get_message(e) : "?");
-        add_failed(st, NULL, NULL,
-                   mira_error_get_code(e) == MIRA_ERR_NOMEM ? 0xA700 : 0xC000, why);
+        task_fail(t, mira_error_get_code(e) == MIRA_ERR_NOMEM ? 0xA700 : 0xC000,
+                  "not readable: %s", e ? mira_error_get_message(e) : "?");
         mira_error_free(e);
-        part_reset(st);
-        return true;
+        return;
     }
     const mira_dataset *ds = mira_file_dataset(f);
-    char *cls = get_uid(ds, MIRA_TAG(0x0008, 0x0016));
-    char *sop = get_uid(ds, MIRA_TAG(0x0008, 0x0018));
+    t->cls = get_uid(ds, MIRA_TAG(0x0008, 0x0016));
+    t->sop = get_uid(ds, MIRA_TAG(0x0008, 0x0018));
     char *study = get_uid(ds, MIRA_TAG(0x0020, 0x000D));
     mira_file_free(f);
     if (st->study && (!study || strcmp(study, st->study) != 0)) {
         /* PS3.18 10.5.1: with a study in the path every instance must be of that study */
-        char why[200];
-        snprintf(why, sizeof why, "its Study Instance UID %.64s is not the one of the path",
-                 study ? study : "(none)");
-        add_failed(st, cls, sop, 0xA900, why);
+        task_fail(t, 0xA900, "its Study Instance UID %.64s is not the one of the path",
+                  study ? study : "(none)");
+    } else if (t->path ? mira_archive_store_file(st->archive, t->path, &t->res, &e)
+                       : mira_archive_store_memory(st->archive, t->data, t->len, &t->res, &e)) {
+        t->stored = true;
     } else {
-        mira_store_result res;
-        bool ok = spooled ? mira_archive_store_file(st->archive, st->path, &res, &e)
-                          : mira_archive_store_memory(st->archive, st->mem.data, st->mem.len,
-                                                      &res, &e);
-        if (ok) {
-            add_stored(st, &res);
+        task_fail(t, store_failure(e), "%s", mira_error_get_message(e));
+        mira_error_free(e);
+    }
+    mira_free(study);
+}
+
+static void task_release(stow_task *t)
+{
+    mira_free(t->data);
+    t->data = NULL;
+    if (t->path)
+        unlink(t->path);
+    mira_free(t->path);
+    t->path = NULL;
+}
+
+static void *task_thread(void *arg)
+{
+    stow_task *t = arg;
+    task_run(t);
+    task_release(t);
+    stow *st = t->st;
+    pthread_mutex_lock(&st->lock);
+    st->running--;
+    pthread_cond_signal(&st->cond);
+    pthread_mutex_unlock(&st->lock);
+    return NULL;
+}
+
+/* A slot for the part that ended (NULL: out of memory, the response is broken). */
+static stow_task *task_new(stow *st)
+{
+    if (st->ntasks == st->cap) {
+        size_t cap = st->cap ? 2 * st->cap : 32;
+        stow_task **v = mira_realloc(st->tasks, cap * sizeof *v);
+        if (!v)
+            return NULL;
+        st->tasks = v;
+        st->cap = cap;
+    }
+    stow_task *t = mira_calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->st = st;
+    t->part = mira__multipart_parts(st->mp);
+    st->tasks[st->ntasks++] = t;
+    return t;
+}
+
+/* Wait for every part's store, then put each outcome into the response, in part order. */
+static void collect(stow *st)
+{
+    for (size_t i = 0; i < st->ntasks; i++) {
+        stow_task *t = st->tasks[i];
+        if (t->started)
+            pthread_join(t->thread, NULL);
+        task_release(t);
+        if (t->stored)
+            add_stored(st, &t->res);
+        else
+            add_failed(st, t->part, t->cls, t->sop, t->reason, t->why);
+        mira_free(t->cls);
+        mira_free(t->sop);
+        mira_free(t);
+    }
+    st->ntasks = 0;
+}
+
+static bool on_end(void *ctx)
+{
+    stow *st = ctx;
+    stow_task *t = task_new(st);
+    if (!t) {
+        st->broken = true;
+        part_reset(st);
+        return true;
+    }
+    bool spooled = st->fd >= 0;
+    if (st->part_fail) {
+        task_fail(t, st->part_fail, "%s", st->part_why);
+    } else if (st->part_errno) {
+        task_fail(t, 0xA700, "receiving the part failed: %s", strerror(st->part_errno));
+    } else if (spooled && close(st->fd) != 0) {
+        st->fd = -1;
+        task_fail(t, 0xA700, "writing the spool file failed");
+    } else {
+        st->fd = -1;
+        if (spooled) { /* the spool file goes with the task */
+            t->path = mira_strdup(st->path);
+            if (t->path)
+                st->path[0] = 0;
         } else {
-            add_failed(st, cls, sop, store_failure(e), mira_error_get_message(e));
-            mira_error_free(e);
+            t->data = st->mem.data;
+            t->len = st->mem.len;
+            mira__buf_init(&st->mem);
+        }
+        if (spooled && !t->path) {
+            task_fail(t, 0xA700, "out of memory");
+        } else {
+            pthread_mutex_lock(&st->lock);
+            while (st->running >= IN_FLIGHT)
+                pthread_cond_wait(&st->cond, &st->lock);
+            st->running++;
+            t->started = pthread_create(&t->thread, NULL, task_thread, t) == 0;
+            if (!t->started)
+                st->running--;
+            pthread_mutex_unlock(&st->lock);
+            if (!t->started) { /* no thread: here and now */
+                task_run(t);
+                task_release(t);
+            }
         }
     }
-    mira_free(cls);
-    mira_free(sop);
-    mira_free(study);
     part_reset(st);
     return true;
 }
@@ -366,6 +479,7 @@ static void reply_store(stow *st, mira__http_reply *r, int status)
 static void stow_finish(void *ctx, mira__http_reply *r)
 {
     stow *st = ctx;
+    collect(st); /* every store returned: the counts are final */
     if (st->over) {
         part_reset(st);
         mira__http_reply_error(r, 413,
@@ -388,7 +502,7 @@ static void stow_finish(void *ctx, mira__http_reply *r)
             char text[300];
             snprintf(text, sizeof text, "malformed multipart body: %s", why);
             mira__http_reply_warning(r, text);
-            add_failed(st, NULL, NULL, 0xC000, text);
+            add_failed(st, mira__multipart_parts(st->mp), NULL, NULL, 0xC000, text);
             reply_store(st, r, 400);
         }
         return;
@@ -406,6 +520,10 @@ static void stow_free(void *ctx)
     stow *st = ctx;
     if (!st)
         return;
+    collect(st); /* (a request cut short: its stores still finish, and are kept) */
+    mira_free(st->tasks);
+    pthread_mutex_destroy(&st->lock);
+    pthread_cond_destroy(&st->cond);
     part_reset(st);
     mira__buf_cleanup(&st->mem);
     mira__multipart_free(st->mp);
@@ -466,6 +584,8 @@ bool mira__stow_begin(const mira__stow_options *o, mira__http_body *body, mira__
     static const mira__multipart_cb cb = {on_begin, on_data, on_end};
     if (st) {
         st->fd = -1;
+        pthread_mutex_init(&st->lock, NULL);
+        pthread_cond_init(&st->cond, NULL);
         mira__buf_init(&st->mem);
         st->archive = o->archive;
         st->max_body = o->max_body;

@@ -4,6 +4,7 @@ by QIDO-RS, `mira find` and `mira stats`, and the archived blobs compared byte f
 what was sent; corrupt parts failing alone (202), the study of the path, the 400/405/413/415
 refusals, the duplicate policy, keep-alive after a store, and the server's anonymous memory
 while a 256 MB instance streams through it."""
+import copy
 import hashlib
 import http.client
 import io
@@ -152,6 +153,43 @@ def test_good_and_corrupt_parts_202(server):
     assert stats(server)["instances"] == 2
     assert blob(server.archive, ds1.SOPInstanceUID) == good1
     assert blob(server.archive, ds2.SOPInstanceUID) == good2
+
+
+def test_many_parts_answered_in_their_order(server):
+    """Parts are stored several at once: the response still names each part's outcome in the
+    order of the parts, the same instance twice in one body is stored once, and every stored
+    blob is what was sent."""
+    src = pydicom.dcmread(TEST_FILES / "CT_small.dcm")
+    study = src.StudyInstanceUID
+    parts, want = [], []  # want: ("ok", sop) or ("failed", sop or "", reason)
+    for i in range(48):
+        ds = copy.deepcopy(src)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+        ds.InstanceNumber = i + 1
+        if i % 7 == 3:  # of another study than the path's: 0xA900, with its SOP Instance UID
+            ds.StudyInstanceUID = pydicom.uid.generate_uid()
+        b = io.BytesIO()
+        pydicom.dcmwrite(b, ds)
+        data = b.getvalue()
+        if i % 11 == 5:
+            parts.append(b"no DICOM here " * 20)
+            want.append(("failed", "", 0xC000))
+        parts.append(data)
+        want.append(("failed", ds.SOPInstanceUID, 0xA900) if i % 7 == 3
+                    else ("ok", ds.SOPInstanceUID, data))
+    parts.append(parts[0])  # the first instance again, at the end
+    want.append(want[0])
+    r = post(server, body(*parts), path=f"/dicomweb/studies/{study}")
+    assert r.status_code == 202, r.text
+    resp = r.json()
+    stored = [val(i, "00081155") for i in seq(resp, "00081199")]
+    failed = [(val(i, "00081155"), val(i, "00081197")) for i in seq(resp, "00081198")]
+    assert stored == [w[1] for w in want if w[0] == "ok"]
+    assert failed == [(w[1], w[2]) for w in want if w[0] == "failed"]
+    ok = {w[1]: w[2] for w in want if w[0] == "ok"}
+    assert stats(server)["instances"] == len(ok)
+    for sop, data in ok.items():
+        assert blob(server.archive, sop) == data
 
 
 def test_all_failed_409_and_other_part_types(server):
