@@ -5,6 +5,7 @@
 
 #include "mira/json.h"
 #include "net/net.h"
+#include "core/fileio.h"
 
 #include <microhttpd.h>
 #include <zlib.h>
@@ -17,6 +18,9 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+
+#include <fcntl.h>
+#include <sys/random.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -55,7 +59,7 @@ struct mira_web_server {
                        * pointers to them), or NULL */
     char *cors;       /* the allowed origins, "," separated, or "*"; NULL: no CORS */
     /* researchers' retrievals: the Basic Profile with UIDs retained (so that what QIDO-RS
-     * shows them leads to what they retrieve), pseudonyms from a key of this process */
+     * shows them leads to what they retrieve), pseudonyms from the archive's key (deid_key) */
     mira_deid_context *deid;
 };
 
@@ -998,6 +1002,57 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ------------------------------------------------------------------ the server */
 
+/* The key of the hashes of researchers' de-identified views (pseudonyms, date shifts):
+ * ARCHIVE/deid.key, 32 random bytes made on first use (mode 0600, written and synced before it
+ * is linked into place, so it appears whole or not at all, and a server starting at the same
+ * time takes the same one). Kept with the archive, a patient keeps one pseudonym across
+ * restarts of the server, and a researcher can follow a patient from study to study. */
+static bool deid_key(const char *dir, uint8_t key[32], mira_error **err)
+{
+    char path[4096], tmp[4160];
+    snprintf(path, sizeof path, "%s/deid.key", dir);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            ssize_t n = read(fd, key, 32);
+            uint8_t more;
+            bool extra = n == 32 && read(fd, &more, 1) != 0;
+            close(fd);
+            if (n == 32 && !extra)
+                return true;
+            mira_error_set(err, MIRA_ERR_INVALID, "Bad key file",
+                           "%s is not 32 bytes: restore it from a backup (a new key would give "
+                           "every patient new pseudonyms) or remove it to make a new one",
+                           path);
+            return false;
+        }
+        if (errno != ENOENT)
+            break;
+        uint8_t fresh[32];
+        if (getrandom(fresh, sizeof fresh, 0) != (ssize_t)sizeof fresh)
+            break;
+        snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0)
+            break;
+        bool ok = mira__write_all(fd, fresh, sizeof fresh) && fsync(fd) == 0;
+        close(fd);
+        ok = ok && (link(tmp, path) == 0 || errno == EEXIST); /* (EEXIST: another made it) */
+        int saved = errno;
+        unlink(tmp);
+        errno = saved;
+        if (!ok)
+            break;
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            (void)fsync(dfd);
+            close(dfd);
+        }
+    }
+    mira_error_set(err, MIRA_ERR_IO, "Cannot make the key", "%s: %s", path, strerror(errno));
+    return false;
+}
+
 /* A small text file (a PEM certificate or key), whole, NUL-terminated; NULL with an error. */
 static char *read_text(const char *path, mira_error **err)
 {
@@ -1072,7 +1127,16 @@ mira_web_server *mira_web_server_new(const mira_web_server_options *opt, mira_er
     mira_deid_options dopt;
     mira_deid_options_init(&dopt);
     dopt.retain_uids = true;
+    uint8_t key[32];
+    if (!deid_key(mira_archive_dir(opt->archive), key, err)) {
+        mira_error_prefix(err, "the researchers' de-identification: ");
+        mira_web_server_free(s);
+        return NULL;
+    }
+    dopt.secret = key;
+    dopt.secret_len = sizeof key;
     s->deid = mira_deid_context_new(&dopt, NULL);
+    explicit_bzero(key, sizeof key);
     s->auth = mira__auth_new(opt->archive, opt->log, opt->log_ctx);
     if (!s->auth) {
         mira_error_set(err, MIRA_ERR_NOMEM, NULL, "HTTP server");

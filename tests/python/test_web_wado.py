@@ -12,6 +12,7 @@ import io
 import json
 import re
 import shutil
+import subprocess
 import warnings
 
 import numpy as np
@@ -21,7 +22,7 @@ from PIL import Image
 from pydicom.encaps import generate_pixel_data_frame
 from pydicom.uid import generate_uid
 
-from conftest import TEST_FILES, run_mira
+from conftest import TEST_FILES, mira_bin, run_mira
 from dimse_peers import MiraServer
 from test_json import differences, pydicom_json, to_little_endian
 from test_web_qido import reference_files
@@ -724,3 +725,36 @@ def test_search_results_carry_their_retrieve_url(served):
             got = dicom_parts(srv, want[len(base) - len("/dicomweb"):],
                               'multipart/related; type="application/dicom"; transfer-syntax=*')
             assert {quiet_read(io.BytesIO(d)).SOPInstanceUID for _, d in got} == sops_of[uids]
+
+
+def test_researchers_pseudonyms_survive_a_restart(tmp_path):
+    """The key of the researchers' pseudonyms is kept with the archive (deid.key, 32 bytes,
+    mode 0600): a patient's pseudonym is the same after the server restarts, and differs in
+    another archive; a damaged key stops the server with a clear error."""
+    src = TEST_FILES / "CT_small.dcm"
+    ct = quiet_read(src)
+    accept = {"Accept": 'multipart/related; type="application/dicom"'}
+
+    def pseudonym(archive_dir):
+        run_mira("import", "--archive", str(archive_dir), "--no-progress", str(src))
+        with MiraServer(archive_dir, http=True) as srv:
+            tok = make_token(["--archive", str(archive_dir)], "res", "researcher")
+            st, r, body = request(srv, url(ct), accept, token=tok)
+            assert st == 200
+            ((_, data),) = parts(r.getheader("Content-Type"), body)
+            got = quiet_read(io.BytesIO(data))
+            assert str(got.PatientID) != str(ct.PatientID) and got.PatientID
+            return str(got.PatientID), str(got.PatientName)
+
+    a = tmp_path / "a"
+    first = pseudonym(a)
+    key = a / "deid.key"
+    assert key.stat().st_size == 32 and key.stat().st_mode & 0o777 == 0o600
+    before = key.read_bytes()
+    assert pseudonym(a) == first  # restarted: the same pseudonym
+    assert key.read_bytes() == before
+    assert pseudonym(tmp_path / "b") != first  # another archive, another key
+    key.write_bytes(before[:16])
+    p = subprocess.run([mira_bin(), "serve", "--archive", str(a), "--bind", "127.0.0.1",
+                        "--port", "0", "--http-port", "0"], capture_output=True, timeout=60)
+    assert p.returncode != 0 and b"deid.key is not 32 bytes" in p.stderr, p.stderr
