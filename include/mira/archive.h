@@ -267,6 +267,15 @@ typedef enum mira_check_problem {
 typedef struct mira_check_options {
     bool repair; /* fix what is found (re-index orphans, drop rows without blobs, recount) */
     bool deep;   /* also read every blob and compare its checksum (else sizes only) */
+    /* Only these instances (SOP Instance UIDs, borrowed; NULL: every one): their rows and
+     * blobs are checked, not the other blobs nor the counts. UIDs the index does not hold
+     * are skipped. */
+    const char *const *instances;
+    size_t ninstances;
+    /* Told after each instance row checked (done of total); returning false stops the check,
+     * which then fails with MIRA_ERR_LIMIT ("stopped"). NULL: not told. */
+    bool (*progress)(void *ctx, uint64_t done, uint64_t total);
+    void *progress_ctx;
 } mira_check_options;
 
 typedef struct mira_check_report {

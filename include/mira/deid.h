@@ -142,6 +142,32 @@ MIRA_API bool mira_deid_dataset(mira_dataset *ds, const mira_deid_options *opts,
 MIRA_API bool mira_deid_file(mira_file *f, const mira_deid_options *opts, mira_deid_context *ctx,
                              mira_deid_report *report, mira_error **err);
 
+/* ------------------------------------------------------------------ de-identified ZIPs */
+
+/*
+ * A ZIP of de-identified instances, made as it is written: each file added is read,
+ * de-identified with the context (so UIDs and pseudonyms agree across the entries) and
+ * written as an entry PATIENT/STUDY/SERIES/SOP.dcm named by its de-identified values; what
+ * libarchive makes goes to write at once, so one instance at a time is held. Used by the
+ * REST API's streamed export and by export jobs, which write it to a file.
+ */
+typedef struct mira_deid_zip mira_deid_zip;
+
+/* Take len bytes of the ZIP; false to fail the ZIP. */
+typedef bool (*mira_deid_zip_write_fn)(void *ctx, const void *data, size_t len);
+
+/* Start one. deid is borrowed (it must outlive the ZIP). */
+MIRA_API mira_deid_zip *mira_deid_zip_new(mira_deid_context *deid, mira_deid_zip_write_fn write,
+                                          void *ctx, mira_error **err);
+/* De-identify the DICOM file at path into the next entry. The error names the file; after a
+ * failure the ZIP may be incomplete (stop). *bytes (may be NULL) receives the entry's size. */
+MIRA_API bool mira_deid_zip_add_file(mira_deid_zip *z, const char *path, uint64_t *bytes,
+                                     mira_error **err);
+/* Write the central directory (the end of the ZIP). */
+MIRA_API bool mira_deid_zip_finish(mira_deid_zip *z, mira_error **err);
+/* _free(NULL) is a no-op. */
+MIRA_API void mira_deid_zip_free(mira_deid_zip *z);
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,10 +9,12 @@
 #include "mira/image.h"
 #include "mira/archive.h"
 #include "mira/accounts.h"
+#include "mira/jobs.h"
 #include "mira/worklist.h"
 #include "mira/deid.h"
 #include "mira/tls.h"
 #include "mira/dimse.h"
 #include "mira/web.h"
+#include "mira/hl7.h"
 
 #endif

@@ -35,6 +35,14 @@ typedef struct mira_web_server_options {
     const char *cors_origins;
     mira_log_fn log; /* every request, at info level; NULL: nothing is logged */
     void *log_ctx;
+    /* Jobs (/api/jobs, include/mira/jobs.h): told when one is queued, so that a worker wakes
+     * (NULL: the workers find it when they next look at the queue). */
+    void (*job_queued)(void *ctx);
+    void *job_queued_ctx;
+    /* The AE titles a send job may name as its destination (borrowed: must outlive the
+     * server; none: send jobs are refused). */
+    const char *const *job_destinations;
+    size_t njob_destinations;
 } mira_web_server_options;
 
 MIRA_API void mira_web_server_options_init(mira_web_server_options *opt);

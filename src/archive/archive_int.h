@@ -116,6 +116,10 @@ struct mira_archive {
     pthread_cond_t audit_cond; /* a batch was written */
     struct mira__audit_wait *audit_head, *audit_tail;
     bool audit_writing;
+
+    /* this process as the owner of the jobs it claims ("HOST/FOLDER", jobs.c; made on first
+     * use under pool_lock) */
+    char job_owner[320];
 };
 
 /* A connection for this thread to use (from the pool, or new); give it back with _release. */

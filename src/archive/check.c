@@ -118,8 +118,21 @@ static bool drop_instance(checker *c, const inst_row *r, mira_error **err)
 static bool pass_rows(checker *c, mira_error **err)
 {
     inst_list l = {0};
-    if (!mira__db_query(c->db, "SELECT pk, sop_uid, blob, checksum, size_bytes FROM instances",
-                        NULL, 0, take_inst, &l, err)) {
+    bool listed = true;
+    if (c->opt->instances) {
+        for (size_t i = 0; listed && !l.failed && i < c->opt->ninstances; i++) {
+            mira__dbval p = mira__db_text(c->opt->instances[i] ? c->opt->instances[i] : "");
+            listed = mira__db_query(c->db,
+                                    "SELECT pk, sop_uid, blob, checksum, size_bytes FROM"
+                                    " instances WHERE sop_uid = ?",
+                                    &p, 1, take_inst, &l, err);
+        }
+    } else {
+        listed = mira__db_query(c->db,
+                                "SELECT pk, sop_uid, blob, checksum, size_bytes FROM instances",
+                                NULL, 0, take_inst, &l, err);
+    }
+    if (!listed) {
         mira_free(l.rows);
         return false;
     }
@@ -156,6 +169,12 @@ static bool pass_rows(checker *c, mira_error **err)
             }
         }
         mira_free(path);
+        if (ok && c->opt->progress && !c->opt->progress(c->opt->progress_ctx, i + 1, l.n)) {
+            mira_error_set(err, MIRA_ERR_LIMIT, "Check stopped", "the check was stopped after "
+                                                                 "%zu of %zu instances",
+                           i + 1, l.n);
+            ok = false;
+        }
     }
     mira_free(l.rows);
     return ok;
@@ -366,14 +385,16 @@ static bool pass_counts(checker *c, mira_error **err)
 bool mira_archive_check(mira_archive *a, const mira_check_options *opt, mira_check_fn fn, void *ctx,
                         mira_check_report *out, mira_error **err)
 {
-    mira_check_options defaults = {false, false};
+    mira_check_options defaults = {0};
     mira_check_report rep;
     memset(&rep, 0, sizeof rep);
     mira__db *db = mira__archive_db_acquire(a, err);
     if (!db)
         return false;
     checker c = {a, db, opt ? opt : &defaults, fn, ctx, &rep};
-    bool ok = pass_rows(&c, err) && pass_blobs(&c, err) && pass_counts(&c, err);
+    bool ok = pass_rows(&c, err);
+    if (ok && !c.opt->instances) /* a selection: its rows and blobs only */
+        ok = pass_blobs(&c, err) && pass_counts(&c, err);
     mira__archive_db_release(a, db);
     if (out)
         *out = rep;

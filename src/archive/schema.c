@@ -198,8 +198,25 @@ static const char *const migration_5 =
     "CREATE TABLE instance_metadata ("
     " instance_pk @BIG@ PRIMARY KEY REFERENCES instances (pk), json TEXT NOT NULL);";
 
+/*
+ * Version 6: the job queue (include/mira/jobs.h, jobs.c). A job is queued, then claimed by
+ * one worker of one `mira serve` (running, owner naming that process), then done, failed or
+ * cancelled. params and result are JSON text; progress counts instances; cancel_requested
+ * asks the worker of a running job to stop at its next instance. Kept in the index so that it
+ * survives restarts and every serve on one index shares the queue. Times are UTC ISO 8601.
+ */
+static const char *const migration_6 =
+    "CREATE TABLE jobs ("
+    " id @PK@, kind TEXT NOT NULL, state TEXT NOT NULL, params TEXT NOT NULL,"
+    " created_by TEXT NOT NULL, created_at TEXT NOT NULL, started_at TEXT, finished_at TEXT,"
+    " progress_done @BIG@ NOT NULL DEFAULT 0, progress_total @BIG@ NOT NULL DEFAULT 0,"
+    " result TEXT, error TEXT, owner TEXT, cancel_requested INTEGER NOT NULL DEFAULT 0,"
+    " attempts INTEGER NOT NULL DEFAULT 0, updated_at TEXT NOT NULL);"
+    "CREATE INDEX jobs_state ON jobs (state, id);"
+    "CREATE INDEX jobs_created_by ON jobs (created_by, id);";
+
 static const char *const migrations[] = {migration_1, migration_2, migration_3, migration_4,
-                                         migration_5};
+                                         migration_5, migration_6};
 
 /*
  * What a migration needs that the two backends spell differently, run after it in the same

@@ -59,7 +59,10 @@ static void usage(FILE *out)
             "  --http-max-results N  most matches a search returns, and its default limit\n"
             "                     (default 1000)\n"
             "  --http-max-body N  largest STOW-RS request body in bytes (default 0: no limit)\n"
-            "  --no-http          no HTTP server\n" MIRA_CLI_SECURITY_HELP
+            "  --no-http          no HTTP server\n"
+            "  --job-workers N    threads running the jobs of POST /api/jobs (export, send to\n"
+            "                     a --peer, check; default 1, 0: none here; also \"jobs\":\n"
+            "                     {\"workers\": N} in the config file)\n" MIRA_CLI_SECURITY_HELP
             MIRA_CLI_PEERS_HELP "  --quiet            log warnings and errors only\n"
             "Prints \"listening on ADDRESS:PORT\" on stdout once it accepts connections, then\n"
             "\"http listening on ADDRESS:PORT\" (https with --http-tls); logs each association (peer, AE titles, contexts\n"
@@ -91,6 +94,33 @@ static void log_line(void *ctx, mira_log_level level, const char *msg)
     pthread_mutex_lock(&log_lock);
     fprintf(stderr, "%s mira serve %s: %s\n", when, names[level], msg);
     pthread_mutex_unlock(&log_lock);
+}
+
+static void wake_jobs(void *ctx)
+{
+    mira_job_runner_wake(ctx);
+}
+
+/* The "jobs" object of the config file: {"workers": N}; 1 without it, -1 (reported) if bad. */
+static long jobs_from_config(void)
+{
+    const char *path = NULL;
+    mira_json *root = mira_cli_load_config(&path);
+    mira_json *d = root ? mira_json_get(root, "jobs") : NULL;
+    mira_json *v = d && mira_json_get_type(d) == MIRA_JSON_OBJECT ? mira_json_get(d, "workers")
+                                                                  : NULL;
+    long n = 1;
+    if (v) {
+        double x = mira_json_get_type(v) == MIRA_JSON_NUMBER ? mira_json_get_number(v) : -1;
+        if (x < 0 || x > 64 || x != (double)(long)x) {
+            fprintf(stderr, "mira serve: %s: jobs.workers is not a number from 0 to 64\n", path);
+            n = -1;
+        } else {
+            n = (long)x;
+        }
+    }
+    mira_json_free(root);
+    return n;
 }
 
 static bool parse_int(const char *s, long lo, long hi, long *out)
@@ -319,6 +349,9 @@ int mira_cli_serve(int argc, char **argv)
     mira_web_server_options_init(&ho);
     ho.port = 8080;
     bool http = true, http_tls = false;
+    long job_workers = jobs_from_config();
+    if (job_workers < 0)
+        goto done;
     if (!from_config(&o, &calling, &ts, &strs, &port, &retry, &ho, &http, &http_tls) ||
         !mira_cli_security_load(&sec))
         goto done;
@@ -386,6 +419,9 @@ int mira_cli_serve(int argc, char **argv)
         } else if (strcmp(a, "--http-max-results") == 0 &&
                    parse_int(argv[i + 1], 1, 1000000000, &v)) {
             ho.max_results = (uint64_t)v;
+            i++;
+        } else if (strcmp(a, "--job-workers") == 0 && parse_int(argv[i + 1], 0, 64, &v)) {
+            job_workers = v;
             i++;
         } else if (strcmp(a, "--http-max-body") == 0 && parse_int(argv[i + 1], 0, LONG_MAX, &v)) {
             ho.max_body_bytes = (uint64_t)v;
@@ -464,8 +500,34 @@ int mira_cli_serve(int argc, char **argv)
         mira_archive_close(archive);
         goto done;
     }
+    /* the job workers, before the HTTP server that wakes them */
+    mira_job_runner *jobs = NULL;
+    const char *destinations[MIRA_CLI_PEERS_MAX];
+    for (size_t i = 0; i < o.npeers && i < MIRA_CLI_PEERS_MAX; i++)
+        destinations[i] = o.peers[i].ae_title;
+    if (archive) {
+        mira_job_runner_options jo;
+        mira_job_runner_options_init(&jo);
+        jo.archive = archive;
+        jo.workers = (int)job_workers;
+        jo.peers = o.peers;
+        jo.npeers = o.npeers;
+        jo.calling_ae = o.ae_title;
+        jo.log = log_line;
+        jobs = mira_job_runner_new(&jo, &err);
+        if (!jobs) {
+            mira_cli_report("serve", err);
+            mira_dimse_server_free(s);
+            mira_archive_close(archive);
+            goto done;
+        }
+    }
     mira_web_server *web = NULL;
     if (http && archive) {
+        ho.job_queued = wake_jobs;
+        ho.job_queued_ctx = jobs;
+        ho.job_destinations = destinations;
+        ho.njob_destinations = o.npeers < MIRA_CLI_PEERS_MAX ? o.npeers : MIRA_CLI_PEERS_MAX;
         if (!ho.bind)
             ho.bind = o.bind; /* the DIMSE address; with none, loopback (see --help) */
         ho.archive = archive;
@@ -474,6 +536,7 @@ int mira_cli_serve(int argc, char **argv)
             fprintf(stderr, "mira serve: --http-tls needs --tls-cert and --tls-key (or the "
                             "config's dimse.tls)\n");
             rc = MIRA_EXIT_USAGE;
+            mira_job_runner_free(jobs);
             mira_dimse_server_free(s);
             mira_archive_close(archive);
             goto done;
@@ -485,6 +548,7 @@ int mira_cli_serve(int argc, char **argv)
         web = mira_web_server_new(&ho, &err);
         if (!web) {
             mira_cli_report("serve", err);
+            mira_job_runner_free(jobs);
             mira_dimse_server_free(s);
             mira_archive_close(archive);
             goto done;
@@ -510,7 +574,8 @@ int mira_cli_serve(int argc, char **argv)
     fflush(stdout);
     bool ok = mira_dimse_server_run(s, &err);
     running = NULL;
-    mira_web_server_free(web);
+    mira_web_server_free(web);   /* no more jobs submitted */
+    mira_job_runner_free(jobs); /* a running job goes back to the queue */
     mira_dimse_server_free(s);
     mira_archive_close(archive);
     if (!ok)

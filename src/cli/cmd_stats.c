@@ -114,7 +114,7 @@ static void print_problem(void *ctx, mira_check_problem what, const char *subjec
 int mira_cli_check(int argc, char **argv)
 {
     mira_archive_cli opts = {NULL, NULL, -1, NULL};
-    mira_check_options co = {false, false};
+    mira_check_options co = {0};
     bool json = false;
     for (int i = 1; i < argc; i++) {
         int r = mira_cli_archive_option(argc, argv, &i, &opts);

@@ -2,18 +2,19 @@
 #include "web/web_int.h"
 
 #include "mira/deid.h"
+#include "mira/jobs.h"
 #include "mira/json.h"
 #include "mira/worklist.h"
-
-#include <archive.h>
-#include <archive_entry.h>
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 /*
  * Every request under /api/ comes here after the access check (a valid token), with a consumer
@@ -741,8 +742,8 @@ typedef struct export_stream {
     char **paths;          /* the instances' blobs */
     size_t n, next;
     mira_deid_context *deid;
-    struct archive *zip;
-    mira__buf out; /* libarchive's output not yet sent */
+    mira_deid_zip *zip;
+    mira__buf out; /* the ZIP's bytes not yet sent */
     size_t out_pos;
     bool closed;
     mira_log_fn log;
@@ -754,8 +755,7 @@ static void export_free(void *ctx)
     export_stream *x = ctx;
     if (!x)
         return;
-    if (x->zip)
-        archive_write_free(x->zip);
+    mira_deid_zip_free(x->zip);
     for (size_t i = 0; i < x->n; i++)
         mira_free(x->paths[i]);
     mira_free(x->paths);
@@ -764,11 +764,10 @@ static void export_free(void *ctx)
     mira_free(x);
 }
 
-static la_ssize_t zip_write(struct archive *a, void *ctx, const void *p, size_t n)
+static bool zip_write(void *ctx, const void *p, size_t n)
 {
-    (void)a;
     export_stream *x = ctx;
-    return mira__buf_append(&x->out, p, n) ? (la_ssize_t)n : -1;
+    return mira__buf_append(&x->out, p, n);
 }
 
 static void export_log(export_stream *x, const char *fmt, ...) MIRA_PRINTF(2, 3);
@@ -785,62 +784,15 @@ static void export_log(export_stream *x, const char *fmt, ...)
     x->log(x->log_ctx, MIRA_LOG_WARNING, line);
 }
 
-/* A path component from a (de-identified) value: letters, digits, '.', '-', '_'. */
-static void component(const char *s, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (const char *p = s; *p && o + 1 < cap; p++) {
-        char c = *p;
-        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                  c == '.' || c == '-' || c == '_';
-        out[o++] = ok ? c : '_';
-    }
-    if (!o || strspn(out, ".") == o)
-        out[o++] = '_';
-    out[o] = 0;
-}
-
 /* De-identify the next instance into the ZIP. */
 static bool export_one(export_stream *x)
 {
-    const char *path = x->paths[x->next++];
     mira_error *err = NULL;
-    mira_file *f = mira_file_read(path, NULL, &err);
-    uint8_t *bytes = NULL;
-    size_t len = 0;
-    bool ok = f && mira_deid_file(f, NULL, x->deid, NULL, &err) &&
-              mira_file_write_memory(f, NULL, &bytes, &len, &err);
-    if (!ok) {
-        export_log(x, "%s: %s", path, err ? mira_error_get_message(err) : "failed");
-        mira_error_free(err);
-        mira_file_free(f);
-        return false;
-    }
-    const mira_dataset *ds = mira_file_dataset(f);
-    char v[4][80], c[4][80], name[400];
-    static const mira_tag tags[4] = {0x00100020u, 0x0020000Du, 0x0020000Eu, 0x00080018u};
-    for (int i = 0; i < 4; i++) {
-        text_of(ds, tags[i], v[i], sizeof v[i]);
-        component(v[i], c[i], sizeof c[i]);
-    }
-    snprintf(name, sizeof name, "%s/%s/%s/%s.dcm", c[0], c[1], c[2], c[3]);
-    mira_file_free(f);
-    struct archive_entry *e = archive_entry_new();
-    ok = e != NULL;
-    if (ok) {
-        archive_entry_set_pathname(e, name);
-        archive_entry_set_filetype(e, AE_IFREG);
-        archive_entry_set_perm(e, 0644);
-        archive_entry_set_size(e, (la_int64_t)len);
-        archive_entry_set_mtime(e, time(NULL), 0);
-        ok = archive_write_header(x->zip, e) == ARCHIVE_OK &&
-             archive_write_data(x->zip, bytes, len) == (la_ssize_t)len;
-        if (!ok)
-            export_log(x, "%s: %s", name, archive_error_string(x->zip));
-        archive_entry_free(e);
-    }
-    mira_free(bytes);
-    return ok;
+    if (mira_deid_zip_add_file(x->zip, x->paths[x->next++], NULL, &err))
+        return true;
+    export_log(x, "%s", mira_error_get_message(err));
+    mira_error_free(err);
+    return false;
 }
 
 static ssize_t export_read(void *ctx, uint64_t pos, char *buf, size_t max)
@@ -856,8 +808,10 @@ static ssize_t export_read(void *ctx, uint64_t pos, char *buf, size_t max)
                 return -2;
         } else {
             x->closed = true;
-            if (archive_write_close(x->zip) != ARCHIVE_OK) {
-                export_log(x, "closing the ZIP: %s", archive_error_string(x->zip));
+            mira_error *err = NULL;
+            if (!mira_deid_zip_finish(x->zip, &err)) {
+                export_log(x, "%s", mira_error_get_message(err));
+                mira_error_free(err);
                 return -2;
             }
         }
@@ -979,10 +933,8 @@ static void entity_export(api_req *q, const entity *e, const char *uid, api_para
         return;
     }
     x->deid = mira_deid_context_new(&o, &err);
-    x->zip = archive_write_new();
-    if (!x->deid || !x->zip || archive_write_set_format_zip(x->zip) != ARCHIVE_OK ||
-        archive_write_set_bytes_per_block(x->zip, 0) != ARCHIVE_OK ||
-        archive_write_open(x->zip, x, NULL, zip_write, NULL) != ARCHIVE_OK) {
+    x->zip = x->deid ? mira_deid_zip_new(x->deid, zip_write, x, &err) : NULL;
+    if (!x->zip) {
         mira__http_reply_error(r, 503, "the export could not be started%s%s", err ? ": " : "",
                                err ? mira_error_get_message(err) : "");
         mira_error_free(err);
@@ -1325,6 +1277,443 @@ static void users_password(api_req *q, const char *name, mira__http_reply *r)
     mira_json_free(j);
 }
 
+/* ------------------------------------------------------------------ jobs */
+
+/*
+ * /api/jobs: the job queue of the archive (include/mira/jobs.h), run by the workers of mira
+ * serve. Roles: every role may run export jobs (their ZIPs are de-identified); send and check
+ * are for admins and clinicians (a send moves identified data out; a check reads every blob).
+ * Admins see and cancel every job, the others their own (another's is a 404: it is not theirs
+ * to know of). The body is {"kind", one selection: "patient" | "study" ["series"] | "series" |
+ * "instances": [...] (a check may have none), "destination" (send only)}; the selection must
+ * name something the archive holds (404) when the job is submitted.
+ */
+
+#define API_JOB_MAX_INSTANCES 10000
+
+static bool job_id_valid(const char *idtext, int64_t *id, mira__http_reply *r)
+{
+    if (!*idtext || strspn(idtext, "0123456789") != strlen(idtext) || strlen(idtext) > 18 ||
+        (*id = strtoll(idtext, NULL, 10)) < 1) {
+        mira__http_reply_error(r, 400, "a job's id is a positive integer");
+        return false;
+    }
+    return true;
+}
+
+static void write_job(mira_json_writer *w, const mira_job *j)
+{
+    char *t = mira_job_to_json(j);
+    if (t)
+        mira_json_raw(w, t, strlen(t));
+    else
+        mira_json_null(w); /* the writer's own failure comes with the next allocation */
+    mira_free(t);
+}
+
+/* May this principal see the job? Admins every one, others their own. */
+static bool job_visible(const api_req *q, const mira_job *j)
+{
+    return q->who.role == MIRA_ROLE_ADMIN || strcmp(j->created_by ? j->created_by : "",
+                                                    q->who.user) == 0;
+}
+
+/* The job of the path (owned), or NULL with a reply (404 also for another's job). */
+static mira_job *job_of_path(api_req *q, const char *idtext, mira__http_reply *r)
+{
+    int64_t id = 0;
+    if (!job_id_valid(idtext, &id, r))
+        return NULL;
+    mira_error *err = NULL;
+    mira_job *j = mira_job_get(q->o.archive, id, &err);
+    if (!j) {
+        archive_error(r, "the job could not be read", err);
+        return NULL;
+    }
+    if (!job_visible(q, j)) {
+        mira__http_reply_error(r, 404, "there is no job %lld", (long long)id);
+        mira_job_free(j);
+        return NULL;
+    }
+    return j;
+}
+
+static void reply_job(mira__http_reply *r, int status, const mira_job *j)
+{
+    mira_json_writer *w = mira_json_writer_new(false);
+    if (w)
+        write_job(w, j);
+    reply_json(r, status, w);
+}
+
+typedef struct job_out {
+    mira_json_writer *w;
+} job_out;
+
+static bool write_listed(void *ctx, const mira_job *j)
+{
+    write_job(((job_out *)ctx)->w, j);
+    return true;
+}
+
+/* GET /api/jobs?state=&limit=&offset= */
+static void jobs_list(api_req *q, mira__http_reply *r)
+{
+    api_param params[3] = {{"state", NULL}, {"limit", NULL}, {"offset", NULL}};
+    mira_job_list_options lo;
+    mira_job_list_options_init(&lo);
+    bool ok = query_parse(q->o.target, params, 3, r);
+    mira_job_state st;
+    if (ok && params[0].value) {
+        if (!mira_job_state_from_name(params[0].value, &st)) {
+            mira__http_reply_error(r, 400, "state is queued, running, done, failed or "
+                                           "cancelled");
+            ok = false;
+        } else {
+            lo.state = (int)st;
+        }
+    }
+    for (int i = 1; ok && i < 3; i++) {
+        const char *v = params[i].value;
+        if (!v)
+            continue;
+        if (!*v || strspn(v, "0123456789") != strlen(v) || strlen(v) > 9 ||
+            (i == 1 && strtoull(v, NULL, 10) < 1)) {
+            mira__http_reply_error(r, 400, "%s is %s integer below 10^9", params[i].name,
+                                   i == 1 ? "a positive" : "a non-negative");
+            ok = false;
+        } else if (i == 1) {
+            lo.limit = strtoull(v, NULL, 10);
+        } else {
+            lo.offset = strtoull(v, NULL, 10);
+        }
+    }
+    if (ok && !lo.limit)
+        lo.limit = 1000;
+    if (ok && q->who.role != MIRA_ROLE_ADMIN)
+        lo.created_by = q->who.user;
+    job_out o = {ok ? mira_json_writer_new(false) : NULL};
+    if (ok && !o.w) {
+        mira__http_reply_error(r, 503, "out of memory");
+        ok = false;
+    }
+    if (ok) {
+        mira_json_begin_array(o.w);
+        mira_error *err = NULL;
+        if (!mira_job_list(q->o.archive, &lo, write_listed, &o, &err)) {
+            mira_json_writer_free(o.w);
+            archive_error(r, "the jobs could not be listed", err);
+        } else {
+            mira_json_end_array(o.w);
+            reply_json(r, 200, o.w);
+        }
+    }
+    params_free(params, 3);
+}
+
+/* True if every SOP Instance UID of inst is held (404 in r for the first that is not). */
+static bool instances_held(api_req *q, const mira_json *inst, mira__http_reply *r)
+{
+    for (size_t i = 0; i < mira_json_count(inst); i++) {
+        const char *sop = mira_json_get_string(mira_json_at(inst, i), NULL);
+        mira_error *err = NULL;
+        char *path = mira_archive_instance_path(q->o.archive, sop, &err);
+        if (!path) {
+            archive_error(r, "an instance of the selection", err);
+            return false;
+        }
+        mira_free(path);
+    }
+    return true;
+}
+
+/* POST /api/jobs */
+static void jobs_submit(api_req *q, mira__http_reply *r)
+{
+    mira_json *j = json_body(q, r);
+    if (!j)
+        return;
+    static const char *const names[] = {"kind",    "patient",  "study",      "series",
+                                        "instances", "destination", NULL};
+    bool failed = !only_members(j, names, r);
+    const char *kind = failed ? NULL : member_string(j, "kind", true, r, &failed);
+    const char *patient = failed ? NULL : member_string(j, "patient", false, r, &failed);
+    const char *study = failed ? NULL : member_string(j, "study", false, r, &failed);
+    const char *series = failed ? NULL : member_string(j, "series", false, r, &failed);
+    const char *dest = failed ? NULL : member_string(j, "destination", false, r, &failed);
+    const mira_json *inst = failed ? NULL : mira_json_get(j, "instances");
+    bool is_export = kind && strcmp(kind, MIRA_JOB_EXPORT) == 0;
+    bool is_send = kind && strcmp(kind, MIRA_JOB_SEND) == 0;
+    bool is_check = kind && strcmp(kind, MIRA_JOB_CHECK) == 0;
+    if (!failed && !is_export && !is_send && !is_check) {
+        mira__http_reply_error(r, 400, "\"kind\" is export, send or check");
+        failed = true;
+    }
+    if (!failed && !is_export &&
+        !role_in(q, r, true, true, is_send ? "a send job" : "a check job"))
+        failed = true;
+    if (!failed && patient && (study || series || inst)) {
+        mira__http_reply_error(r, 400, "a selection is one of \"patient\", \"study\" (with "
+                                       "\"series\" or not), \"series\" or \"instances\"");
+        failed = true;
+    }
+    if (!failed && inst && (study || series)) {
+        mira__http_reply_error(r, 400, "a selection is one of \"patient\", \"study\" (with "
+                                       "\"series\" or not), \"series\" or \"instances\"");
+        failed = true;
+    }
+    if (!failed && patient) {
+        size_t n = strlen(patient);
+        if (!n || patient[0] == ' ' || patient[n - 1] == ' ' ||
+            !value_valid(MIRA_VR_LO, patient) || strpbrk(patient, "\\*?")) {
+            mira__http_reply_error(r, 400, "\"patient\" is one Patient ID (LO, without "
+                                           "wildcards)");
+            failed = true;
+        }
+    }
+    if (!failed && study && !mira__uid_valid(study, strlen(study))) {
+        mira__http_reply_error(r, 400, "\"study\" is not a UID");
+        failed = true;
+    }
+    if (!failed && series && !mira__uid_valid(series, strlen(series))) {
+        mira__http_reply_error(r, 400, "\"series\" is not a UID");
+        failed = true;
+    }
+    if (!failed && inst) {
+        size_t n = mira_json_get_type(inst) == MIRA_JSON_ARRAY ? mira_json_count(inst) : 0;
+        if (!n || n > API_JOB_MAX_INSTANCES) {
+            mira__http_reply_error(r, 400, "\"instances\" is an array of 1 to %d SOP Instance "
+                                           "UIDs",
+                                   API_JOB_MAX_INSTANCES);
+            failed = true;
+        }
+        for (size_t i = 0; !failed && i < n; i++) {
+            size_t len = 0;
+            const char *s = mira_json_get_string(mira_json_at(inst, i), &len);
+            if (!s || strlen(s) != len || !mira__uid_valid(s, len)) {
+                mira__http_reply_error(r, 400, "\"instances\" holds something that is not a "
+                                               "UID");
+                failed = true;
+            }
+        }
+    }
+    bool any = patient || study || series || inst;
+    if (!failed && !any && !is_check) {
+        mira__http_reply_error(r, 400, "an %s job needs a selection: \"patient\", \"study\", "
+                                       "\"series\" or \"instances\"",
+                               kind);
+        failed = true;
+    }
+    if (!failed && is_send != (dest != NULL)) {
+        mira__http_reply_error(r, 400, is_send ? "a send job needs \"destination\", a peer's "
+                                                 "AE title"
+                                               : "only a send job has a \"destination\"");
+        failed = true;
+    }
+    if (!failed && is_send) {
+        bool known = false;
+        for (size_t i = 0; i < q->o.njob_destinations && !known; i++)
+            known = strcmp(q->o.job_destinations[i], dest) == 0;
+        if (!known) {
+            mira__http_reply_error(r, 400, "\"%.16s\" is not a destination this server knows "
+                                           "(its --peer and dimse.peers)",
+                                   dest);
+            failed = true;
+        }
+    }
+    /* the selection must name something held: found now, for the audit too */
+    touched t;
+    memset(&t, 0, sizeof t);
+    bool have_touched = false;
+    if (!failed && (patient || study || series)) {
+        const entity *e = entity_named(patient ? "patients" : series ? "series" : "studies");
+        const char *key = patient ? patient : series ? series : study;
+        have_touched = true;
+        failed = !find_touched(q, e, key, &t, r);
+        if (!failed && study && series) { /* the series must be of that study */
+            bool in = false;
+            size_t n = strlen(study);
+            for (size_t i = 0; i < t.studies.len && !in;) {
+                size_t end = i;
+                while (end < t.studies.len && t.studies.data[end] != '\\')
+                    end++;
+                in = end - i == n && memcmp(t.studies.data + i, study, n) == 0;
+                i = end + 1;
+            }
+            if (!in) {
+                mira__http_reply_error(r, 404, "the archive holds no series %s in study %s",
+                                       series, study);
+                failed = true;
+            }
+        }
+    }
+    if (!failed && inst)
+        failed = !instances_held(q, inst, r);
+    char *params = NULL;
+    if (!failed) {
+        mira_json_writer *w = mira_json_writer_new(false);
+        mira_json_begin_object(w);
+        if (patient)
+            put_field(w, "patient", patient);
+        if (study)
+            put_field(w, "study", study);
+        if (series)
+            put_field(w, "series", series);
+        if (inst) {
+            mira_json_key(w, "instances");
+            mira_json_begin_array(w);
+            for (size_t i = 0; i < mira_json_count(inst); i++)
+                mira_json_cstring(w, mira_json_get_string(mira_json_at(inst, i), NULL));
+            mira_json_end_array(w);
+        }
+        if (dest)
+            put_field(w, "destination", dest);
+        mira_json_end_object(w);
+        params = w ? mira_json_writer_finish(w, NULL, NULL) : NULL;
+        mira_json_writer_free(w);
+        if (!params) {
+            mira__http_reply_error(r, 503, "out of memory");
+            failed = true;
+        }
+    }
+    int64_t id = 0;
+    mira_error *err = NULL;
+    mira_job *job = NULL;
+    if (!failed && !mira_job_submit(q->o.archive, kind, params, q->who.user, &id, &err)) {
+        archive_error(r, "the job could not be queued", err);
+    } else if (!failed) {
+        if (q->o.job_queued)
+            q->o.job_queued(q->o.job_queued_ctx);
+        job = mira_job_get(q->o.archive, id, &err);
+        if (!job) {
+            archive_error(r, "the job was queued but could not be read", err);
+        } else {
+            reply_job(r, 201, job);
+            if (have_touched)
+                touched_report(&t, r);
+        }
+    }
+    mira_job_free(job);
+    mira_free(params);
+    touched_cleanup(&t);
+    mira_json_free(j);
+}
+
+/* DELETE /api/jobs/{id}: cancel. 200 with the job cancelled (it was queued), 202 with the job
+ * still running (its worker stops at its next instance), 409 when it has ended. */
+static void jobs_cancel(api_req *q, const char *idtext, mira__http_reply *r)
+{
+    mira_job *j = job_of_path(q, idtext, r);
+    if (!j)
+        return;
+    mira_job_state after;
+    mira_error *err = NULL;
+    int64_t id = j->id;
+    mira_job_free(j);
+    if (!mira_job_cancel(q->o.archive, id, &after, &err)) {
+        archive_error(r, "the job could not be cancelled", err);
+        return;
+    }
+    j = mira_job_get(q->o.archive, id, &err);
+    if (!j) {
+        archive_error(r, "the job could not be read", err);
+        return;
+    }
+    reply_job(r, j->state == MIRA_JOB_RUNNING ? 202 : 200, j);
+    mira_job_free(j);
+}
+
+/* A file sent as it is read. */
+typedef struct file_stream {
+    int fd;
+} file_stream;
+
+static ssize_t file_read(void *ctx, uint64_t pos, char *buf, size_t max)
+{
+    file_stream *f = ctx;
+    ssize_t n = pread(f->fd, buf, max, (off_t)pos);
+    return n > 0 ? n : n == 0 ? -1 : -2;
+}
+
+static void file_free(void *ctx)
+{
+    file_stream *f = ctx;
+    if (f && f->fd >= 0)
+        close(f->fd);
+    mira_free(f);
+}
+
+/* GET /api/jobs/{id}/result: an export's ZIP (409 before it is done). */
+static void jobs_result(api_req *q, const char *idtext, mira__http_reply *r)
+{
+    mira_job *j = job_of_path(q, idtext, r);
+    if (!j)
+        return;
+    if (strcmp(j->kind, MIRA_JOB_EXPORT) != 0) {
+        mira__http_reply_error(r, 404, "a %s job has no file: its result is in GET "
+                                       "/api/jobs/%lld",
+                               j->kind, (long long)j->id);
+    } else if (j->state != MIRA_JOB_DONE) {
+        mira__http_reply_error(r, 409, "job %lld is %s: its ZIP is made once it is done",
+                               (long long)j->id, mira_job_state_name(j->state));
+    } else {
+        char *path = mira_job_export_path(q->o.archive, j->id);
+        file_stream *f = path ? mira_calloc(1, sizeof *f) : NULL;
+        struct stat st;
+        if (f)
+            f->fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (!f) {
+            mira__http_reply_error(r, 503, "out of memory");
+        } else if (f->fd < 0 || fstat(f->fd, &st) != 0) {
+            mira__http_reply_error(r, 410, "the ZIP of job %lld is gone", (long long)j->id);
+            file_free(f);
+        } else {
+            r->status = 200;
+            r->content_type = "application/zip";
+            r->cache_control = "no-store";
+            r->stream = file_read;
+            r->stream_free = file_free;
+            r->stream_ctx = f;
+            r->stream_size = (uint64_t)st.st_size;
+        }
+        mira_free(path);
+    }
+    mira_job_free(j);
+}
+
+static void route_jobs(api_req *q, const api_path *p, mira__http_reply *r)
+{
+    bool reading = is_method(q, "GET") || is_method(q, "HEAD");
+    if (p->n == 1) {
+        if (!reading && !is_method(q, "POST"))
+            not_allowed(q, r, "GET, HEAD, POST");
+        else if (reading)
+            jobs_list(q, r);
+        else if (no_query(q, r))
+            jobs_submit(q, r);
+    } else if (p->n == 2) {
+        if (!reading && !is_method(q, "DELETE")) {
+            not_allowed(q, r, "GET, HEAD, DELETE");
+        } else if (no_query(q, r)) {
+            if (reading) {
+                mira_job *j = job_of_path(q, p->seg[1], r);
+                if (j)
+                    reply_job(r, 200, j);
+                mira_job_free(j);
+            } else {
+                jobs_cancel(q, p->seg[1], r);
+            }
+        }
+    } else if (p->n == 3 && seg_is(p, 2, "result")) {
+        if (!reading)
+            not_allowed(q, r, "GET, HEAD");
+        else if (no_query(q, r))
+            jobs_result(q, p->seg[1], r);
+    } else {
+        mira__http_reply_error(r, 404, "no such API resource");
+    }
+}
+
 /* ------------------------------------------------------------------ statistics */
 
 /* GET /api/stats: counts and bytes of the archive. */
@@ -1401,6 +1790,8 @@ static void route(api_req *q, mira__http_reply *r)
             not_allowed(q, r, "DELETE");
         else if (role_in(q, r, true, true, "the worklist") && no_query(q, r))
             worklist_delete(q, p.seg[1], r);
+    } else if (p.n >= 1 && p.n <= 3 && seg_is(&p, 0, "jobs")) {
+        route_jobs(q, &p, r);
     } else if (p.n == 1 && seg_is(&p, 0, "users")) {
         if (!reading && !is_method(q, "POST"))
             not_allowed(q, r, "GET, HEAD, POST");

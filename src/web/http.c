@@ -678,6 +678,10 @@ static bool begin_request(mira_web_server *s, struct MHD_Connection *c, conn_sta
             .peer = cs->peer,
             .log = s->opt.log,
             .log_ctx = s->opt.log_ctx,
+            .job_queued = s->opt.job_queued,
+            .job_queued_ctx = s->opt.job_queued_ctx,
+            .job_destinations = s->opt.job_destinations,
+            .njob_destinations = s->opt.njob_destinations,
         };
         mira__http_reply_init(&cs->decided);
         if (mira__api_begin(&ao, &cs->body, &cs->decided)) {

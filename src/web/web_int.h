@@ -191,6 +191,10 @@ typedef struct mira__api_options {
     const char *peer;           /* for the log */
     mira_log_fn log;
     void *log_ctx;
+    void (*job_queued)(void *ctx); /* the server's options' (borrowed, not copied) */
+    void *job_queued_ctx;
+    const char *const *job_destinations;
+    size_t njob_destinations;
 } mira__api_options;
 
 /* Start an API request (after the access check): true with *body set to the consumer of its

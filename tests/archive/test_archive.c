@@ -129,7 +129,7 @@ static void write_file(const char *path, const char *text)
 static uint64_t problems(mira_archive *a)
 {
     mira_check_report rep;
-    mira_check_options co = {false, true};
+    mira_check_options co = {.deep = true};
     mira_error *err = NULL;
     if (!mira_archive_check(a, &co, NULL, NULL, &rep, &err)) {
         fprintf(stderr, "check: %s\n", mira_error_get_message(err));
