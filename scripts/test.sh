@@ -259,6 +259,7 @@ seed_dir() {
     fuzz_qido*) pattern='' ;; # query strings: its seeds are the checked-in fuzz/corpus/fuzz_qido
     fuzz_multipart*) pattern='' ;; # bodies: its seeds are the checked-in fuzz/corpus/fuzz_multipart
     fuzz_wado*) pattern='' ;; # request lines: its seeds are the checked-in fuzz/corpus/fuzz_wado
+    fuzz_hl7*) pattern='' ;; # HL7 messages: its seeds are the checked-in fuzz/corpus/fuzz_hl7
     *) pattern='*.dcm' ;;
     esac
     if [ -n "$pattern" ] && [ -d "$pydicom_data" ]; then

@@ -15,5 +15,6 @@
 #include "mira/tls.h"
 #include "mira/dimse.h"
 #include "mira/web.h"
+#include "mira/hl7.h"
 
 #endif
