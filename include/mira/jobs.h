@@ -150,8 +150,10 @@ MIRA_API bool mira_jobs_recover(mira_archive *a, uint64_t *count, mira_error **e
  * The kinds mira runs (src/jobs/runner.c). Parameters (JSON object) name a selection: one of
  * "patient" (a Patient ID), "study" (with "series" or not), "series", or "instances" (an
  * array of SOP Instance UIDs); a check may name none (the whole archive).
- *   export  the selection de-identified (PS3.15 Basic Profile, a secret of the job's own) into
- *           <archive>/jobs/<id>.zip, written atomically; result {"instances", "bytes"}.
+ *   export  the selection de-identified (PS3.15 Basic Profile, a secret of the job's own; with
+ *           "dates": "remove" (default), "full" or "modified", "retain_uids": true or false
+ *           (default)) into <archive>/jobs/<id>.zip, written atomically; result
+ *           {"instances", "bytes"}.
  *   send    C-STORE of the selection to "destination", a peer's AE title; result
  *           {"destination", "instances", "sent", "failed", "failures": [{"sop_instance_uid",
  *           "status", "reason"}]}; it fails when any instance was not stored.

@@ -265,7 +265,8 @@ static bool to_file(void *ctx, const void *data, size_t len)
     return true;
 }
 
-static bool run_export(run *x, const selection *s, char **result, mira_error **err)
+static bool run_export(run *x, const selection *s, const mira_json *params, char **result,
+                       mira_error **err)
 {
     char *final = mira_job_export_path(x->a, x->job->id);
     size_t n = final ? strlen(final) + 64 : 0;
@@ -295,6 +296,12 @@ static bool run_export(run *x, const selection *s, char **result, mira_error **e
     }
     mira_deid_options o;
     mira_deid_options_init(&o);
+    const char *dates = str_member(params, "dates");
+    o.dates = !dates || strcmp(dates, "remove") == 0 ? MIRA_DEID_DATES_REMOVE
+              : strcmp(dates, "full") == 0           ? MIRA_DEID_DATES_FULL
+                                                     : MIRA_DEID_DATES_MODIFIED;
+    const mira_json *retain = mira_json_get(params, "retain_uids");
+    o.retain_uids = retain && mira_json_get_type(retain) == MIRA_JSON_TRUE;
     mira_deid_context *deid = mira_deid_context_new(&o, err);
     mira_deid_zip *z = deid ? mira_deid_zip_new(deid, to_file, &f, err) : NULL;
     bool ok = z != NULL;
@@ -523,7 +530,7 @@ static void run_job(mira_job_runner *r, const mira_job *job)
         ok = step(&x, 0);
     }
     if (ok && strcmp(job->kind, MIRA_JOB_EXPORT) == 0)
-        ok = run_export(&x, &s, &result, &err);
+        ok = run_export(&x, &s, params, &result, &err);
     else if (ok && strcmp(job->kind, MIRA_JOB_SEND) == 0)
         ok = run_send(&x, &s, params, &result, &all_stored, &err);
     else if (ok && strcmp(job->kind, MIRA_JOB_CHECK) == 0)

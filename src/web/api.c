@@ -1285,7 +1285,8 @@ static void users_password(api_req *q, const char *name, mira__http_reply *r)
  * are for admins and clinicians (a send moves identified data out; a check reads every blob).
  * Admins see and cancel every job, the others their own (another's is a 404: it is not theirs
  * to know of). The body is {"kind", one selection: "patient" | "study" ["series"] | "series" |
- * "instances": [...] (a check may have none), "destination" (send only)}; the selection must
+ * "instances": [...] (a check may have none), "destination" (send only), "dates" and
+ * "retain_uids" (export only, as the synchronous export's query takes them)}; the selection must
  * name something the archive holds (404) when the job is submitted.
  */
 
@@ -1433,15 +1434,18 @@ static void jobs_submit(api_req *q, mira__http_reply *r)
     mira_json *j = json_body(q, r);
     if (!j)
         return;
-    static const char *const names[] = {"kind",    "patient",  "study",      "series",
-                                        "instances", "destination", NULL};
+    static const char *const names[] = {"kind",      "patient",     "study", "series",
+                                        "instances", "destination", "dates", "retain_uids",
+                                        NULL};
     bool failed = !only_members(j, names, r);
     const char *kind = failed ? NULL : member_string(j, "kind", true, r, &failed);
     const char *patient = failed ? NULL : member_string(j, "patient", false, r, &failed);
     const char *study = failed ? NULL : member_string(j, "study", false, r, &failed);
     const char *series = failed ? NULL : member_string(j, "series", false, r, &failed);
     const char *dest = failed ? NULL : member_string(j, "destination", false, r, &failed);
+    const char *dates = failed ? NULL : member_string(j, "dates", false, r, &failed);
     const mira_json *inst = failed ? NULL : mira_json_get(j, "instances");
+    const mira_json *retain = failed ? NULL : mira_json_get(j, "retain_uids");
     bool is_export = kind && strcmp(kind, MIRA_JOB_EXPORT) == 0;
     bool is_send = kind && strcmp(kind, MIRA_JOB_SEND) == 0;
     bool is_check = kind && strcmp(kind, MIRA_JOB_CHECK) == 0;
@@ -1452,6 +1456,20 @@ static void jobs_submit(api_req *q, mira__http_reply *r)
     if (!failed && !is_export &&
         !role_in(q, r, true, true, is_send ? "a send job" : "a check job"))
         failed = true;
+    if (!failed && (dates || retain) && !is_export) {
+        mira__http_reply_error(r, 400, "only an export job has \"dates\" and \"retain_uids\"");
+        failed = true;
+    }
+    if (!failed && dates && strcmp(dates, "remove") != 0 && strcmp(dates, "full") != 0 &&
+        strcmp(dates, "modified") != 0) {
+        mira__http_reply_error(r, 400, "\"dates\" is remove, full or modified");
+        failed = true;
+    }
+    if (!failed && retain && mira_json_get_type(retain) != MIRA_JSON_TRUE &&
+        mira_json_get_type(retain) != MIRA_JSON_FALSE) {
+        mira__http_reply_error(r, 400, "\"retain_uids\" is true or false");
+        failed = true;
+    }
     if (!failed && patient && (study || series || inst)) {
         mira__http_reply_error(r, 400, "a selection is one of \"patient\", \"study\" (with "
                                        "\"series\" or not), \"series\" or \"instances\"");
@@ -1568,6 +1586,12 @@ static void jobs_submit(api_req *q, mira__http_reply *r)
         }
         if (dest)
             put_field(w, "destination", dest);
+        if (dates)
+            put_field(w, "dates", dates);
+        if (retain) {
+            mira_json_key(w, "retain_uids");
+            mira_json_bool(w, mira_json_get_type(retain) == MIRA_JSON_TRUE);
+        }
         mira_json_end_object(w);
         params = w ? mira_json_writer_finish(w, NULL, NULL) : NULL;
         mira_json_writer_free(w);

@@ -149,6 +149,20 @@ def test_export_job_zip_is_deidentified_and_complete(jobs):
     assert sorted(os.listdir(jobs.archive.dir / "jobs")) == [f"{job['id']}.zip"]
 
 
+def test_export_job_with_full_dates_and_retained_uids(jobs):
+    ct = originals()["CT_small.dcm"]
+    job = jobs.submit({"kind": "export", "study": ct.StudyInstanceUID, "dates": "full",
+                       "retain_uids": True})
+    assert job["params"] == {"study": ct.StudyInstanceUID, "dates": "full", "retain_uids": True}
+    done = jobs.wait(job["id"])
+    assert done["state"] == "done", done
+    st, _, data = jobs.call("GET", f"/api/jobs/{job['id']}/result", jobs.clin)
+    z = zipfile.ZipFile(io.BytesIO(data))
+    out = pydicom.dcmread(io.BytesIO(z.read(z.namelist()[0])))
+    assert out.SOPInstanceUID == ct.SOPInstanceUID and out.StudyDate == ct.StudyDate
+    assert str(out.PatientName) != str(ct.PatientName)
+
+
 def test_export_job_of_a_patient_and_of_instances(jobs, tmp_path):
     ds = originals()
     pid = ds["MR_small.dcm"].PatientID
@@ -367,6 +381,9 @@ def test_bad_requests_are_4xx_and_create_nothing(jobs):
         ({"kind": "export", "patient": ct.PatientID, "study": ct.StudyInstanceUID}, 400),
         ({"kind": "export", "study": ct.StudyInstanceUID, "instances": [ct.SOPInstanceUID]}, 400),
         ({"kind": 3, "study": ct.StudyInstanceUID}, 400),
+        ({"kind": "export", "study": ct.StudyInstanceUID, "dates": "sometimes"}, 400),
+        ({"kind": "export", "study": ct.StudyInstanceUID, "retain_uids": "yes"}, 400),
+        ({"kind": "check", "dates": "full"}, 400),
         ({"kind": "export", "study": "1.2.3.4.5.6.7"}, 404),
         ({"kind": "export", "instances": ["1.2.3.4.5.6.7"]}, 404),
         ({"kind": "export", "study": ct.StudyInstanceUID, "series": "1.2.3.4"}, 404),
