@@ -22,7 +22,9 @@
 #   (d) STOW-RS of the series, BATCH instances a request, by 1 and 4 clients, each run into a
 #       new mira archive and a new Orthanc (goal: mira at least 2x);
 #   (e) wrk -c 64 -t 2 -d WRK_SECONDS against a search and the series metadata of each side
-#       (goal: no errors from mira).
+#       (goal: no errors from mira); before each run the script waits (at most 90 s) until
+#       both servers are idle, since Orthanc works on through the requests queued when a run
+#       stopped, which took the CPU from the next run.
 # mira is given a clinician's bearer token (`mira user add`, `mira user token`), which every
 # request sends; Orthanc runs with authentication off. Both servers are durable when they answer
 # a STOW-RS request (mira: blob fdatasync'd and index committed; Orthanc: SyncStorageArea, an

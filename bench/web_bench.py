@@ -414,6 +414,21 @@ def parse_wrk(text):
     return r
 
 
+def settle(sides, limit=90.0):
+    """Wait (at most limit seconds) until no server is still busy with what an earlier run left
+    (Orthanc keeps working through the requests queued when wrk stopped): each side under 10 %
+    of a core over half a second. Returns the seconds waited."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < limit:
+        before = [s.cpu() for s in sides]
+        time.sleep(0.5)
+        busy = [s.name for s, b in zip(sides, before)
+                if b is not None and (s.cpu() or b) - b > 0.05]
+        if not busy:
+            break
+    return time.perf_counter() - t0
+
+
 def cmd_wrk(args):
     corpus = json.load(open(args.corpus))
     sides = [Side(s, args.timeout) for s in args.side]
@@ -429,11 +444,12 @@ def cmd_wrk(args):
             if s.token:
                 cmd += ["-H", "Authorization: Bearer " + s.token]
             cmd.append(f"http://127.0.0.1:{s.port}{s.root}{path}")
+            waited = settle(sides)
             cpu0 = s.cpu()
             p = subprocess.run(cmd, capture_output=True, text=True,
                                timeout=args.duration + 60)
             r = parse_wrk(p.stdout)
-            r.update(side=s.name, target=label, exit=p.returncode,
+            r.update(side=s.name, target=label, exit=p.returncode, settled_seconds=waited,
                      cpu_seconds=cpu_delta(s, cpu0),
                      command=" ".join(c if not c.startswith("Authorization") else
                                       "Authorization: Bearer TOKEN" for c in cmd))
@@ -465,6 +481,7 @@ def cmd_wrk(args):
         if s.token:
             cmd += ["-H", "Authorization: Bearer " + s.token]
         cmd.append(f"http://127.0.0.1:{s.port}{s.root}/studies")
+        settle(sides)
         cpu0 = s.cpu()
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 60,
                            env={**os.environ, "WADO_PATHS": paths})
@@ -650,7 +667,12 @@ def cmd_report(args):
                           f"{r['non_2xx']} non-2xx, {crw} c/r/w, {to} timeouts of {r['requests']}",
                           r["non_2xx"] == 0 and crw == 0 and to == 0 and r["requests"] > 0
                           and r["exit"] == 0))
-    print(f"    command: {wrk[0]['command'] if wrk else '-'}")
+    load = [r for r in wrk if r.get("kind") != "wado"]
+    print(f"    command: {load[0]['command'] if load else '-'}")
+    waits = [r.get("settled_seconds") for r in load if r.get("settled_seconds") is not None]
+    if waits:
+        print("    before each run, until both servers were idle (under 10 % of a core): "
+              + ", ".join(f"{w:.1f} s" for w in waits))
     for r in wrk:
         if r.get("kind") == "wado" and r["side"] == m:
             print(f"    WADO-RS command: {r['command']}")

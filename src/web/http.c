@@ -586,6 +586,15 @@ static enum MHD_Result queue_reply(struct MHD_Connection *c, conn_state *cs,
         }
         r->stream = NULL;
         r->stream_ctx = NULL;
+    } else if (r->body.len > 64 * 1024) {
+        /* a large body (series metadata: megabytes) is handed over, not copied */
+        size_t n = r->body.len;
+        char *data = mira__buf_steal(&r->body, NULL);
+        resp = data ? MHD_create_response_from_buffer_with_free_callback(n, data, mira_free)
+                    : NULL;
+        if (!resp)
+            mira_free(data);
+        r->body.len = n; /* (for the log: the buffer itself is gone) */
     } else {
         resp = MHD_create_response_from_buffer(
             r->body.len, r->body.len ? r->body.data : (void *)"", MHD_RESPMEM_MUST_COPY);
