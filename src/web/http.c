@@ -24,6 +24,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 
 /*
  * libmicrohttpd runs a thread per connection (MHD_USE_THREAD_PER_CONNECTION, with its
@@ -935,6 +936,15 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
                 mira__sockaddr_describe(sa, cs->peer, sizeof cs->peer);
             else
                 snprintf(cs->peer, sizeof cs->peer, "?:0");
+        }
+        /* a larger send buffer than the kernel's default: with many clients taking large
+         * replies at once (a series' metadata is megabytes), fewer wake-ups of each
+         * connection's thread; the kernel caps it (net.core.wmem_max) */
+        const union MHD_ConnectionInfo *fi =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (fi) {
+            int sz = 4 << 20;
+            (void)setsockopt(fi->connect_fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
         }
         *socket_context = cs;
     } else {
