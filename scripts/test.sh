@@ -359,10 +359,22 @@ if [ $quick = 0 ]; then
         # shellcheck disable=SC2086 # MIRA_ASAN_PYTEST is a list of arguments
         ASAN_OPTIONS=$ASAN_OPTIONS:log_path=$logs/san/asan UBSAN_OPTIONS=$UBSAN_OPTIONS:log_path=$logs/san/ubsan \
             run_pytest "build-asan" build-asan -m "not slow" ${MIRA_ASAN_PYTEST:-}
-        reports=$(find "$logs/san" -type f | wc -l)
-        if [ "$reports" -gt 0 ]; then
-            find "$logs/san" -type f | head -5 | while read -r f; do head -40 "$f"; done
-            record "sanitizers under pytest" 0 1 "($reports reports)"
+        # A file whose only lines are LeakSanitizer's "Unable to get registers from thread N"
+        # (a thread of a program still exiting while the leak check stops them all: detached
+        # association threads of mira serve, at its exit) holds no finding; it is printed, not
+        # counted. Every other report fails the run.
+        real=0 notes=0
+        while IFS= read -r f; do
+            if grep -qv 'Unable to get registers from thread' "$f"; then
+                real=$((real + 1))
+                [ "$real" -le 5 ] && head -40 "$f"
+            else
+                notes=$((notes + 1))
+                echo "sanitizer note (not a finding): $(head -c 300 "$f")"
+            fi
+        done < <(find "$logs/san" -type f)
+        if [ "$real" -gt 0 ]; then
+            record "sanitizers under pytest" 0 1 "($real reports)"
         fi
         run_replays build-asan
         unset ASAN_OPTIONS UBSAN_OPTIONS
