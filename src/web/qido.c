@@ -357,6 +357,8 @@ static bool add_match(mira__qido_query *q, const char *key, size_t klen, const c
         mira_error_set(err, MIRA_ERR_NOMEM, NULL, "search parameter");
         ok = false;
     }
+    if (ok && joined.len > 65536) /* (the repetitions of a parameter, joined) */
+        ok = bad(err, "'%s': the values are longer than %s characters", name, "65536");
     const char *text = joined.data ? (const char *)joined.data : "";
     if (ok && !mira_vr_is_string(vr) && *text && strcmp(text, "*") != 0) {
         /* Rows, Columns, Bits Allocated: a binary value, as the archive reads it */
