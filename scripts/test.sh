@@ -260,6 +260,7 @@ seed_dir() {
     fuzz_multipart*) pattern='' ;; # bodies: its seeds are the checked-in fuzz/corpus/fuzz_multipart
     fuzz_wado*) pattern='' ;; # request lines: its seeds are the checked-in fuzz/corpus/fuzz_wado
     fuzz_hl7*) pattern='' ;; # HL7 messages: its seeds are the checked-in fuzz/corpus/fuzz_hl7
+    fuzz_mllp*) pattern='' ;; # MLLP streams: its seeds are the checked-in fuzz/corpus/fuzz_mllp
     *) pattern='*.dcm' ;;
     esac
     if [ -n "$pattern" ] && [ -d "$pydicom_data" ]; then

@@ -3,6 +3,7 @@
 #ifndef MIRA_HL7_H
 #define MIRA_HL7_H
 
+#include "mira/archive.h"
 #include "mira/core.h"
 #include "mira/json.h"
 
@@ -107,6 +108,150 @@ MIRA_API char *mira_hl7_ack(const mira_hl7_message *m, const char *raw, size_t r
 typedef bool (*mira_hl7_message_fn)(void *ctx, const char *text, size_t len);
 MIRA_API bool mira_hl7_batch_split(const char *text, size_t len, mira_hl7_message_fn fn,
                                    void *ctx, size_t *count, mira_error **err);
+
+/* ------------------------------------------------------------------ MLLP framing */
+
+/*
+ * The Minimal Lower Layer Protocol (HL7 v2.5 Appendix C, MLLP release 1): a message travels as
+ * <VT> (0x0B) message <FS> (0x1C) <CR> (0x0D). The reader does no I/O: give it the bytes as
+ * they arrive and it hands back each complete message. Bytes outside a frame are skipped and
+ * counted (a sender's stray CR LF between frames is common); a VT inside a frame starts a new
+ * one (the bytes before it are skipped, counted); an FS not followed by CR still ends the
+ * message (counted as a deviation). A message longer than the reader's limit is not kept: its
+ * frame is read to its end, and only its first bytes (up to 4096, enough for the MSH of an
+ * answer) are handed back, with oversize set.
+ */
+typedef struct mira_mllp_reader mira_mllp_reader;
+
+typedef struct mira_mllp_frame {
+    const char *data; /* the message (borrowed: valid until the next call), or NULL: none yet */
+    size_t len;       /* its length (for an oversize one, of the first bytes kept) */
+    size_t total;     /* the message's whole length (== len unless oversize) */
+    bool oversize;    /* longer than the reader's limit: only the first bytes are in data */
+    bool bad_end;     /* ended by FS without the CR after it */
+} mira_mllp_frame;
+
+/* max_message: the longest message kept (0: 16 MiB). */
+MIRA_API mira_mllp_reader *mira_mllp_reader_new(size_t max_message);
+MIRA_API void mira_mllp_reader_free(mira_mllp_reader *r);
+/* Read from p[0..n): returns how many bytes were used, stopping right after the first message
+ * completed (then out->data is set); the caller calls again with the rest. NULL with
+ * MIRA_ERR_NOMEM only when memory runs out (returns (size_t)-1). */
+MIRA_API size_t mira_mllp_feed(mira_mllp_reader *r, const void *p, size_t n,
+                               mira_mllp_frame *out, mira_error **err);
+/* Bytes skipped outside frames so far; true if a frame has begun and not ended. */
+MIRA_API uint64_t mira_mllp_skipped(const mira_mllp_reader *r);
+MIRA_API bool mira_mllp_in_frame(const mira_mllp_reader *r);
+/* The frame of a message: VT text FS CR (owned; *out_len its length). */
+MIRA_API char *mira_mllp_wrap(const char *text, size_t len, size_t *out_len, mira_error **err);
+
+/* ------------------------------------------------------------------ received messages */
+
+/*
+ * Every message received over MLLP is kept in the archive's index (table hl7_messages),
+ * committed durably before its ACK goes out: accepted ones (MSA-1 AA) to be acted on, and
+ * rejected ones (AE, AR: a message that does not parse, lacks MSH-10 or a field its type
+ * needs, or is of a version mira does not read) for inspection, with the reason. A message
+ * whose sender (MSH-3 and MSH-4 as encoded) and MSH-10 match an accepted one is a duplicate:
+ * not kept again, it counts on the first one, whose id it gets, and is acknowledged AA like
+ * the first (HL7 v2.5 2.10.1: a receiver acknowledges a repeated message).
+ */
+typedef struct mira_hl7_received {
+    const char *text;         /* the message as received (any bytes) */
+    size_t len;
+    const char *peer;         /* "ADDRESS:PORT" */
+    const char *sender;       /* MSH-3^MSH-4 (may be "") */
+    const char *control_id;   /* MSH-10 (NULL or "": none) */
+    const char *message_type; /* MSH-9 as encoded, e.g. "ORU^R01^ORU_R01" (may be NULL) */
+    const char *version;      /* MSH-12 (may be NULL) */
+    const char *ack_code;     /* AA, AE or AR: accepted only with AA */
+    const char *error;        /* why, for AE and AR (NULL with AA) */
+} mira_hl7_received;
+
+/* Keep m: *id the row's id, *duplicate true when it repeats an accepted one (nothing new is
+ * stored; *id is the first one's). Callers that arrive while a batch is committed wait for the
+ * next and share its sync. */
+MIRA_API bool mira_archive_hl7_put(mira_archive *a, const mira_hl7_received *m, int64_t *id,
+                                   bool *duplicate, mira_error **err);
+
+/* A kept message, as listed (borrowed: valid during the callback). */
+typedef struct mira_hl7_stored {
+    int64_t id;
+    const char *received_at; /* UTC ISO 8601 */
+    const char *peer, *sender, *control_id, *message_type, *version, *ack_code, *error;
+    const char *text; /* the message (decoded again when it was not kept as text) */
+    size_t len;
+    int64_t duplicates; /* how many times it came again */
+} mira_hl7_stored;
+
+typedef bool (*mira_hl7_stored_fn)(void *ctx, const mira_hl7_stored *m);
+
+typedef struct mira_hl7_list_options {
+    const char *ack_code;   /* only these (AA, AE, AR), or NULL: all */
+    const char *control_id; /* only this MSH-10, or NULL */
+    int64_t after_id;       /* ids above this one (0: from the first) */
+    size_t limit;           /* at most this many (0: no limit) */
+} mira_hl7_list_options;
+
+/* In id order. */
+MIRA_API bool mira_archive_hl7_list(mira_archive *a, const mira_hl7_list_options *o,
+                                    mira_hl7_stored_fn fn, void *ctx, mira_error **err);
+
+/* ------------------------------------------------------------------ the MLLP server */
+
+typedef struct mira_hl7_server mira_hl7_server;
+
+typedef struct mira_hl7_server_options {
+    mira_archive *archive; /* required */
+    const char *bind;      /* NULL or "": every address */
+    int port;              /* 0: a free one (mira_hl7_server_port) */
+    bool tls;              /* TLS on that port, with the files below */
+    const char *tls_cert, *tls_key, *tls_ca;
+    bool tls_verify_peer;
+    int max_connections;   /* at once (default 64); more are closed at once, logged */
+    int idle_seconds;      /* a connection silent this long is closed (default 600) */
+    size_t max_message;    /* longest message (default 16 MiB); a longer one gets an AR */
+    const char *app, *facility; /* MSH-3 and MSH-4 of the ACKs (default "MIRA", "") */
+    mira_log_fn log; /* NULL: none */
+    void *log_ctx;
+} mira_hl7_server_options;
+
+MIRA_API void mira_hl7_server_options_init(mira_hl7_server_options *o);
+/* Listen, and serve on threads of the server's own until mira_hl7_server_free (which stops
+ * them, closing the connections between messages, and waits for them). */
+MIRA_API mira_hl7_server *mira_hl7_server_new(const mira_hl7_server_options *o,
+                                              mira_error **err);
+MIRA_API int mira_hl7_server_port(const mira_hl7_server *s);
+MIRA_API void mira_hl7_server_free(mira_hl7_server *s);
+
+/*
+ * What the server answers to one message it received (used by the server; exposed for the
+ * tests and for tools): checks it, keeps it in the archive (a NULL archive: only checks), and
+ * returns the ACK's text (owned), *code the MSA-1 it carries.
+ */
+MIRA_API char *mira_hl7_receive(mira_archive *a, const char *text, size_t len, bool oversize,
+                                const char *peer, const char *app, const char *facility,
+                                const char **code, size_t *ack_len, mira_error **err);
+
+/* ------------------------------------------------------------------ the MLLP client */
+
+typedef struct mira_hl7_client mira_hl7_client;
+
+typedef struct mira_hl7_client_options {
+    const char *host;
+    int port;
+    int timeout_ms;       /* to connect, and to wait for each ACK (default 30000) */
+    bool tls;             /* TLS, with these (the CA: the peer's certificate must chain to it) */
+    const char *tls_ca, *tls_cert, *tls_key;
+    bool tls_no_verify;   /* accept any certificate (encryption only) */
+} mira_hl7_client_options;
+
+MIRA_API mira_hl7_client *mira_hl7_connect(const mira_hl7_client_options *o, mira_error **err);
+/* Send one message (framed here) and wait for the peer's answer: the ACK's text (owned, *len
+ * its length). MIRA_ERR_IO when the connection fails or the time runs out. */
+MIRA_API char *mira_hl7_client_send(mira_hl7_client *c, const char *text, size_t len,
+                                    size_t *ack_len, mira_error **err);
+MIRA_API void mira_hl7_client_close(mira_hl7_client *c);
 
 #ifdef __cplusplus
 }

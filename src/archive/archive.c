@@ -554,6 +554,8 @@ mira_archive *mira_archive_open(const mira_archive_options *opt, mira_error **er
     pthread_mutex_init(&a->place_lock, NULL);
     pthread_mutex_init(&a->audit_lock, NULL);
     pthread_cond_init(&a->audit_cond, NULL);
+    pthread_mutex_init(&a->hl7_lock, NULL);
+    pthread_cond_init(&a->hl7_cond, NULL);
     pthread_cond_init(&a->q_cond, NULL);
     pthread_cond_init(&a->done_cond, NULL);
     a->dir = mira_strdup(opt->dir);
@@ -664,6 +666,8 @@ void mira_archive_close(mira_archive *a)
     pthread_mutex_destroy(&a->place_lock);
     pthread_mutex_destroy(&a->audit_lock);
     pthread_cond_destroy(&a->audit_cond);
+    pthread_mutex_destroy(&a->hl7_lock);
+    pthread_cond_destroy(&a->hl7_cond);
     pthread_cond_destroy(&a->q_cond);
     pthread_cond_destroy(&a->done_cond);
     mira_free(a->dir);

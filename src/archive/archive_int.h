@@ -117,6 +117,12 @@ struct mira_archive {
     struct mira__audit_wait *audit_head, *audit_tail;
     bool audit_writing;
 
+    /* HL7 messages received wait here the same way, one transaction for all waiting (hl7.c) */
+    pthread_mutex_t hl7_lock;
+    pthread_cond_t hl7_cond;
+    struct mira__hl7_wait *hl7_head, *hl7_tail;
+    bool hl7_writing;
+
     /* this process as the owner of the jobs it claims ("HOST/FOLDER", jobs.c; made on first
      * use under pool_lock) */
     char job_owner[320];

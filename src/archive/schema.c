@@ -215,8 +215,28 @@ static const char *const migration_6 =
     "CREATE INDEX jobs_state ON jobs (state, id);"
     "CREATE INDEX jobs_created_by ON jobs (created_by, id);";
 
+/*
+ * Version 7: the HL7 v2 messages received over MLLP (include/mira/hl7.h, hl7.c), each kept
+ * before it is acknowledged, accepted (ack_code AA) or rejected (AE, AR, with error saying
+ * why). sender is MSH-3^MSH-4 as encoded; an accepted message is unique by sender and MSH-10
+ * (a partial unique index: rejected ones may repeat, corrected, under the same id), and a
+ * repeat of it counts in duplicates. The text is kept as received when it is UTF-8 without
+ * NUL (encoding 'text'), else in base64 ('base64'), so that any bytes a sender sends can be
+ * inspected. processed_at and process_error are for the step that acts on the message.
+ */
+static const char *const migration_7 =
+    "CREATE TABLE hl7_messages ("
+    " id @PK@, received_at TEXT NOT NULL, peer TEXT NOT NULL, sender TEXT NOT NULL,"
+    " control_id TEXT, message_type TEXT, version TEXT, ack_code TEXT NOT NULL, error TEXT,"
+    " encoding TEXT NOT NULL, message TEXT NOT NULL,"
+    " duplicates @BIG@ NOT NULL DEFAULT 0, processed_at TEXT, process_error TEXT);"
+    "CREATE UNIQUE INDEX hl7_messages_control ON hl7_messages (sender, control_id)"
+    " WHERE ack_code = 'AA';"
+    "CREATE INDEX hl7_messages_ack ON hl7_messages (ack_code, id);"
+    "CREATE INDEX hl7_messages_id ON hl7_messages (control_id);";
+
 static const char *const migrations[] = {migration_1, migration_2, migration_3, migration_4,
-                                         migration_5, migration_6};
+                                         migration_5, migration_6, migration_7};
 
 /*
  * What a migration needs that the two backends spell differently, run after it in the same

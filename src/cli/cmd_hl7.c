@@ -4,6 +4,7 @@
 #include "mira/hl7.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void usage(FILE *out)
@@ -12,7 +13,10 @@ static void usage(FILE *out)
             "usage: mira hl7 parse [--json] FILE...\n"
             "       mira hl7 get FILE PATH...\n"
             "       mira hl7 ack [--code AA|AE|AR] [--text T] [--error-code N] [--location L]\n"
-            "                    [--control-id ID] FILE\n\n"
+            "                    [--control-id ID] FILE\n"
+            "       mira hl7 send [--tls ...] [--timeout S] [--json] HOST:PORT FILE...\n"
+            "       mira hl7 messages [--archive DIR] [--code AA|AE|AR] [--control-id ID]\n"
+            "                    [--after ID] [--limit N] [--text] [--json]\n\n"
             "Read HL7 v2 messages (versions 2.3 to 2.8, any delimiters, batch files with\n"
             "FHS/BHS; segments ended by CR, LF or CR LF; '-' reads standard input).\n"
             "  parse   print each message's segments and fields, one line a field\n"
@@ -25,11 +29,23 @@ static void usage(FILE *out)
             "  ack     print the original-mode acknowledgement of each message (HL7 v2.5 2.9.2):\n"
             "          MSA-1 the code (default AA), MSA-3 the text; for AE and AR an ERR segment\n"
             "          with the error code of HL7 table 0357 (default 207) and the location\n"
-            "          (SEG^occurrence^field...)\n\n"
+            "          (SEG^occurrence^field...)\n"
+            "  send    send each message of the FILEs over MLLP (HL7 v2.5 Appendix C) to an HL7\n"
+            "          receiver such as 'mira serve --hl7-port', one at a time, each waiting\n"
+            "          for its ACK; prints a line per message (file, number, MSH-10, MSA-1 and\n"
+            "          the text of MSA-3 or ERR-8), or a JSON object per message with --json\n"
+            "  messages  list the messages 'mira serve' received and kept (id, time, peer,\n"
+            "          MSH-10, type, the ACK code it got and why), oldest first; --text\n"
+            "          prints each message too (segments a line), --json one object a message\n"
+            "          with its text\n\n"
             "options:\n"
-            "  --json       JSON output (parse)\n"
+            "  --json       JSON output (parse, send, messages)\n"
+            "  --tls        send over TLS; --tls-ca FILE the CA the receiver's certificate must\n"
+            "               chain to, --tls-cert/--tls-key FILE ours, --tls-no-verify none\n"
+            "  --timeout S  seconds to connect and to wait for each ACK (default 30)\n"
             "  -h, --help   this help\n\n"
-            "exit status: 0 success, 1 a message could not be read, 2 wrong usage\n");
+            "exit status: 0 success (send: every message answered AA), 1 a message could not\n"
+            "be read, was not answered or was answered AE or AR, 2 wrong usage\n");
 }
 
 static char *read_all(const char *path, size_t *len)
@@ -220,8 +236,337 @@ static int run_file(hl7_run *r, const char *path)
     return r->status;
 }
 
+/* ------------------------------------------------------------------ send */
+
+typedef struct send_run {
+    mira_hl7_client *c;
+    const char *path;
+    size_t index;
+    bool json;
+    int status;
+    uint64_t sent, accepted;
+    bool broken; /* the connection failed: stop */
+} send_run;
+
+static void json_line(const char *const *kv, size_t n)
+{
+    mira_json_writer *w = mira_json_writer_new(false);
+    if (!w)
+        return;
+    mira_json_begin_object(w);
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        mira_json_key(w, kv[i]);
+        if (kv[i + 1])
+            mira_json_cstring(w, kv[i + 1]);
+        else
+            mira_json_null(w);
+    }
+    mira_json_end_object(w);
+    size_t len;
+    char *text = mira_json_writer_finish(w, &len, NULL);
+    if (text) {
+        fwrite(text, 1, len, stdout);
+        fputc('\n', stdout);
+    }
+    mira_free(text);
+    mira_json_writer_free(w);
+}
+
+static bool send_one(void *ctx, const char *text, size_t len)
+{
+    send_run *r = ctx;
+    r->index++;
+    mira_hl7_message *m = mira_hl7_parse(text, len, NULL);
+    char *control = m ? mira_hl7_get(m, "MSH-10", NULL) : NULL;
+    mira_hl7_free(m);
+    mira_error *err = NULL;
+    size_t alen = 0;
+    char *ack = mira_hl7_client_send(r->c, text, len, &alen, &err);
+    char number[32];
+    snprintf(number, sizeof number, "%zu", r->index);
+    r->sent++;
+    if (!ack) {
+        fprintf(stderr, "mira hl7 send: %s: message %zu (%s): %s\n", r->path, r->index,
+                control ? control : "?", mira_error_get_message(err));
+        mira_error_free(err);
+        mira_free(control);
+        r->status = 1;
+        r->broken = true;
+        return false;
+    }
+    mira_hl7_message *a = mira_hl7_parse(ack, alen, NULL);
+    char *code = a ? mira_hl7_get(a, "MSA-1", NULL) : NULL;
+    char *about = a ? mira_hl7_get(a, "MSA-2", NULL) : NULL;
+    char *why = a ? mira_hl7_get(a, "ERR-8", NULL) : NULL;
+    if (why && !*why) {
+        mira_free(why);
+        why = a ? mira_hl7_get(a, "MSA-3", NULL) : NULL;
+    }
+    const char *problem = NULL;
+    if (!a || !code || !*code)
+        problem = "the answer is not an HL7 acknowledgement";
+    else if (control && about && strcmp(control, about) != 0)
+        problem = "the acknowledgement is for another message (MSA-2)";
+    bool ok = !problem && (strcmp(code, "AA") == 0 || strcmp(code, "CA") == 0);
+    if (ok)
+        r->accepted++;
+    else
+        r->status = 1;
+    if (r->json) {
+        const char *kv[] = {"file", r->path, "message", number, "control_id", control,
+                            "ack_code", code && *code ? code : NULL, "text",
+                            problem ? problem : why && *why ? why : NULL};
+        json_line(kv, 10);
+    } else {
+        printf("%s\tmessage %zu\t%s\t%s%s%s\n", r->path, r->index, control ? control : "?",
+               code && *code ? code : "?", problem || (why && *why) ? "\t" : "",
+               problem ? problem : why ? why : "");
+    }
+    fflush(stdout);
+    mira_free(code);
+    mira_free(about);
+    mira_free(why);
+    mira_hl7_free(a);
+    mira_free(ack);
+    mira_free(control);
+    return true;
+}
+
+static bool host_port(const char *s, char *host, size_t n, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s || (size_t)(colon - s) >= n)
+        return false;
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || p < 1 || p > 65535)
+        return false;
+    const char *h = s;
+    size_t hl = (size_t)(colon - s);
+    if (h[0] == '[' && hl > 2 && h[hl - 1] == ']') { /* [IPv6]:port */
+        h++;
+        hl -= 2;
+    }
+    snprintf(host, n, "%.*s", (int)hl, h);
+    *port = (int)p;
+    return true;
+}
+
+static int cmd_send(int argc, char **argv)
+{
+    mira_hl7_client_options o = {0};
+    send_run r = {0};
+    const char *files[256], *target = NULL;
+    int nfiles = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        bool has = i + 1 < argc;
+        if (mira_cli_is_help(a)) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--json") == 0) {
+            r.json = true;
+        } else if (strcmp(a, "--tls") == 0) {
+            o.tls = true;
+        } else if (strcmp(a, "--tls-no-verify") == 0) {
+            o.tls = o.tls_no_verify = true;
+        } else if (has && (strcmp(a, "--tls-ca") == 0 || strcmp(a, "--tls-cert") == 0 ||
+                           strcmp(a, "--tls-key") == 0)) {
+            const char **d = strcmp(a, "--tls-ca") == 0     ? &o.tls_ca
+                             : strcmp(a, "--tls-cert") == 0 ? &o.tls_cert
+                                                            : &o.tls_key;
+            *d = argv[++i];
+            o.tls = true;
+        } else if (strcmp(a, "--timeout") == 0 && has) {
+            char *end;
+            long t = strtol(argv[++i], &end, 10);
+            if (*end || t < 1 || t > 86400) {
+                fprintf(stderr, "mira hl7 send: --timeout takes seconds, 1 to 86400\n");
+                return 2;
+            }
+            o.timeout_ms = (int)t * 1000;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "mira hl7 send: unknown option or missing value: %s\n", a);
+            return 2;
+        } else if (!target) {
+            target = a;
+        } else if (nfiles < 256) {
+            files[nfiles++] = a;
+        } else {
+            fprintf(stderr, "mira hl7 send: at most 256 files\n");
+            return 2;
+        }
+    }
+    char host[256];
+    if (!target || !host_port(target, host, sizeof host, &o.port)) {
+        fprintf(stderr, "mira hl7 send: the receiver is HOST:PORT (try mira hl7 --help)\n");
+        return 2;
+    }
+    if (nfiles == 0) {
+        fprintf(stderr, "mira hl7 send: no FILE to send\n");
+        return 2;
+    }
+    o.host = host;
+    mira_error *err = NULL;
+    r.c = mira_hl7_connect(&o, &err);
+    if (!r.c) {
+        fprintf(stderr, "mira hl7 send: %s: %s\n", target, mira_error_get_message(err));
+        mira_error_free(err);
+        return 1;
+    }
+    for (int i = 0; i < nfiles && !r.broken; i++) {
+        size_t len;
+        char *text = read_all(files[i], &len);
+        if (!text) {
+            r.status = 1;
+            continue;
+        }
+        r.path = files[i];
+        r.index = 0;
+        size_t count = 0;
+        if (!mira_hl7_batch_split(text, len, send_one, &r, &count, &err) && !r.broken) {
+            fprintf(stderr, "mira hl7 send: %s: %s\n", files[i], mira_error_get_message(err));
+            mira_error_free(err);
+            err = NULL;
+            r.status = 1;
+        } else if (count == 0 && !r.broken) {
+            fprintf(stderr, "mira hl7 send: %s: no HL7 message (no MSH segment)\n", files[i]);
+            r.status = 1;
+        }
+        mira_free(text);
+    }
+    mira_hl7_client_close(r.c);
+    fprintf(stderr, "mira hl7 send: %llu sent, %llu accepted (AA)\n",
+            (unsigned long long)r.sent, (unsigned long long)r.accepted);
+    return r.status;
+}
+
+/* ------------------------------------------------------------------ messages */
+
+typedef struct list_run {
+    bool json, text;
+    uint64_t n;
+} list_run;
+
+static bool list_one(void *ctx, const mira_hl7_stored *m)
+{
+    list_run *r = ctx;
+    r->n++;
+    if (r->json) {
+        mira_json_writer *w = mira_json_writer_new(false);
+        if (!w)
+            return false;
+        mira_json_begin_object(w);
+        mira_json_key(w, "id");
+        mira_json_int(w, m->id);
+        const char *kv[] = {"received_at", m->received_at, "peer", m->peer, "sender", m->sender,
+                            "control_id", m->control_id, "message_type", m->message_type,
+                            "version", m->version, "ack_code", m->ack_code, "error", m->error};
+        for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i += 2) {
+            mira_json_key(w, kv[i]);
+            if (kv[i + 1])
+                mira_json_cstring(w, kv[i + 1]);
+            else
+                mira_json_null(w);
+        }
+        mira_json_key(w, "duplicates");
+        mira_json_int(w, m->duplicates);
+        mira_json_key(w, "message");
+        mira_json_string(w, m->text, m->len);
+        mira_json_end_object(w);
+        size_t len;
+        char *text = mira_json_writer_finish(w, &len, NULL);
+        if (text) {
+            fwrite(text, 1, len, stdout);
+            fputc('\n', stdout);
+        }
+        mira_free(text);
+        mira_json_writer_free(w);
+        return true;
+    }
+    printf("%lld\t%s\t%s\t%s\t%s\t%s%s%s", (long long)m->id, m->received_at ? m->received_at : "",
+           m->peer ? m->peer : "", m->control_id ? m->control_id : "-",
+           m->message_type ? m->message_type : "-", m->ack_code ? m->ack_code : "?",
+           m->error ? "\t" : "", m->error ? m->error : "");
+    if (m->duplicates)
+        printf("\t(%lld repeats)", (long long)m->duplicates);
+    fputc('\n', stdout);
+    if (r->text) {
+        for (size_t i = 0; i < m->len; i++)
+            fputc(m->text[i] == '\r' ? '\n' : m->text[i], stdout);
+        if (m->len && m->text[m->len - 1] != '\r' && m->text[m->len - 1] != '\n')
+            fputc('\n', stdout);
+        fputc('\n', stdout);
+    }
+    return true;
+}
+
+static int cmd_messages(int argc, char **argv)
+{
+    mira_archive_cli ao = {NULL, NULL, -1, NULL};
+    mira_hl7_list_options o = {0};
+    list_run r = {0};
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        int k = mira_cli_archive_option(argc, argv, &i, &ao);
+        if (k < 0) {
+            fprintf(stderr, "mira hl7 messages: bad value for %s\n", a);
+            return 2;
+        }
+        if (k > 0)
+            continue;
+        bool has = i + 1 < argc;
+        if (mira_cli_is_help(a)) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--json") == 0) {
+            r.json = true;
+        } else if (strcmp(a, "--text") == 0) {
+            r.text = true;
+        } else if (strcmp(a, "--code") == 0 && has) {
+            o.ack_code = argv[++i];
+            if (strcmp(o.ack_code, "AA") != 0 && strcmp(o.ack_code, "AE") != 0 &&
+                strcmp(o.ack_code, "AR") != 0) {
+                fprintf(stderr, "mira hl7 messages: --code is AA, AE or AR\n");
+                return 2;
+            }
+        } else if (strcmp(a, "--control-id") == 0 && has) {
+            o.control_id = argv[++i];
+        } else if ((strcmp(a, "--after") == 0 || strcmp(a, "--limit") == 0) && has) {
+            char *end;
+            long long v = strtoll(argv[++i], &end, 10);
+            if (*end || v < 0) {
+                fprintf(stderr, "mira hl7 messages: %s takes a number\n", a);
+                return 2;
+            }
+            if (a[2] == 'a')
+                o.after_id = v;
+            else
+                o.limit = (size_t)v;
+        } else {
+            fprintf(stderr, "mira hl7 messages: unknown option or missing value: %s\n", a);
+            return 2;
+        }
+    }
+    mira_archive *archive = mira_cli_open_archive("hl7 messages", &ao, false);
+    if (!archive)
+        return 1;
+    mira_error *err = NULL;
+    bool ok = mira_archive_hl7_list(archive, &o, list_one, &r, &err);
+    mira_archive_close(archive);
+    if (!ok) {
+        mira_cli_report("hl7 messages", err);
+        return 1;
+    }
+    return 0;
+}
+
 int mira_cli_hl7(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "send") == 0)
+        return cmd_send(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "messages") == 0)
+        return cmd_messages(argc, argv);
     if (argc < 2 || mira_cli_is_help(argv[1])) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

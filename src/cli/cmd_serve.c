@@ -29,7 +29,8 @@ static void usage(FILE *out)
             "{\"permissions\": [...], \"hosts\": [...]}, \"*\": [...]}, \"users\": {\"NAME\":\n"
             "{\"password\": HASH, \"permissions\": [...]}}, \"require_user\"}; and the \"http\"\n"
             "object: {\"port\", \"bind\", \"max_connections\", \"max_results\", \"max_body_bytes\",\n"
-            "\"enabled\", \"tls\": true, \"cors\": \"ORIGINS\"}.\n"
+            "\"enabled\", \"tls\": true, \"cors\": \"ORIGINS\"}; and the \"hl7\" object: {\"port\",\n"
+            "\"bind\", \"tls\": true, \"max_connections\", \"max_message_bytes\"}.\n"
             "The HTTP server answers DICOMweb searches (QIDO-RS) under /dicomweb, to holders\n"
             "of a bearer token ('mira user token', or POST /auth/token; 'mira user --help').\n\n"
             "options:\n" MIRA_ARCHIVE_CLI_HELP
@@ -60,6 +61,16 @@ static void usage(FILE *out)
             "                     (default 1000)\n"
             "  --http-max-body N  largest STOW-RS request body in bytes (default 0: no limit)\n"
             "  --no-http          no HTTP server\n"
+            "  --hl7-port N       receive HL7 v2 messages over MLLP on this port (default: no\n"
+            "                     HL7 server; 0: any free port, printed; 2575 is the usual\n"
+            "                     one); each message is kept in the archive before its ACK\n"
+            "                     ('mira hl7 messages' lists them)\n"
+            "  --hl7-bind ADDR    HL7 address (default: --bind's, else every address)\n"
+            "  --hl7-tls          MLLP over TLS, with --tls-cert/--tls-key (and --tls-ca,\n"
+            "                     --tls-verify-peer for client certificates)\n"
+            "  --hl7-max-connections N  at once (default 64)\n"
+            "  --hl7-max-message N  largest message in bytes (default 16777216; a longer one\n"
+            "                     gets an AR)\n"
             "  --job-workers N    threads running the jobs of POST /api/jobs (export, send to\n"
             "                     a --peer, check; default 1, 0: none here; also \"jobs\":\n"
             "                     {\"workers\": N} in the config file)\n" MIRA_CLI_SECURITY_HELP
@@ -248,6 +259,44 @@ static bool http_from_config(const mira_json *root, const char *path,
     return ok;
 }
 
+/* The "hl7" object of the config file into h (strings copied into strs); *port -1 without it. */
+static bool hl7_from_config(mira_hl7_server_options *h, int *port, list *strs)
+{
+    const char *path = NULL;
+    mira_json *root = mira_cli_load_config(&path);
+    mira_json *d = root ? mira_json_get(root, "hl7") : NULL;
+    bool ok = true;
+    if (d && mira_json_get_type(d) == MIRA_JSON_OBJECT) {
+        static const char *const ints[] = {"port", "max_connections", "max_message_bytes"};
+        static const double lo[] = {0, 1, 1024}, hi[] = {65535, 10000, 1 << 30};
+        for (size_t i = 0; i < 3; i++) {
+            mira_json *v = mira_json_get(d, ints[i]);
+            if (!v)
+                continue;
+            double n = mira_json_get_type(v) == MIRA_JSON_NUMBER ? mira_json_get_number(v) : -1;
+            if (n < lo[i] || n > hi[i] || n != (double)(long)n) {
+                fprintf(stderr, "mira serve: %s: hl7.%s is not a number from %.0f to %.0f\n",
+                        path, ints[i], lo[i], hi[i]);
+                ok = false;
+            } else if (i == 0) {
+                *port = (int)n;
+            } else if (i == 1) {
+                h->max_connections = (int)n;
+            } else {
+                h->max_message = (size_t)n;
+            }
+        }
+        mira_json *v;
+        if ((v = mira_json_get(d, "bind")) && mira_json_get_type(v) == MIRA_JSON_STRING &&
+            list_add(strs, mira_json_get_string(v, NULL), true))
+            h->bind = strs->v[strs->n - 1];
+        if ((v = mira_json_get(d, "tls")))
+            h->tls = mira_json_get_type(v) == MIRA_JSON_TRUE;
+    }
+    mira_json_free(root);
+    return ok;
+}
+
 /* The "dimse" object of the config file into opt (strings copied into the lists), and the
  * "http" one into h. */
 static bool from_config(mira_dimse_server_options *o, list *calling, list *ts, list *strs,
@@ -352,6 +401,11 @@ int mira_cli_serve(int argc, char **argv)
     long job_workers = jobs_from_config();
     if (job_workers < 0)
         goto done;
+    mira_hl7_server_options h7;
+    mira_hl7_server_options_init(&h7);
+    int hl7_port = -1;
+    if (!hl7_from_config(&h7, &hl7_port, &strs))
+        goto done;
     if (!from_config(&o, &calling, &ts, &strs, &port, &retry, &ho, &http, &http_tls) ||
         !mira_cli_security_load(&sec))
         goto done;
@@ -395,6 +449,8 @@ int mira_cli_serve(int argc, char **argv)
             http = false;
         } else if (strcmp(a, "--http-tls") == 0) {
             http_tls = true;
+        } else if (strcmp(a, "--hl7-tls") == 0) {
+            h7.tls = true;
         } else if (i + 1 >= argc) {
             fprintf(stderr, "mira serve: unknown option or missing value: %s\n", a);
             goto done;
@@ -406,6 +462,19 @@ int mira_cli_serve(int argc, char **argv)
         } else if (strcmp(a, "--http-port") == 0 && parse_int(argv[i + 1], 0, 65535, &v)) {
             ho.port = (int)v;
             http = true;
+            i++;
+        } else if (strcmp(a, "--hl7-port") == 0 && parse_int(argv[i + 1], 0, 65535, &v)) {
+            hl7_port = (int)v;
+            i++;
+        } else if (strcmp(a, "--hl7-bind") == 0) {
+            h7.bind = argv[++i];
+        } else if (strcmp(a, "--hl7-max-connections") == 0 &&
+                   parse_int(argv[i + 1], 1, 10000, &v)) {
+            h7.max_connections = (int)v;
+            i++;
+        } else if (strcmp(a, "--hl7-max-message") == 0 &&
+                   parse_int(argv[i + 1], 1024, 1L << 30, &v)) {
+            h7.max_message = (size_t)v;
             i++;
         } else if (strcmp(a, "--http-bind") == 0) {
             ho.bind = argv[++i];
@@ -554,6 +623,34 @@ int mira_cli_serve(int argc, char **argv)
             goto done;
         }
     }
+    mira_hl7_server *hl7 = NULL;
+    if (hl7_port >= 0 && archive) {
+        h7.archive = archive;
+        h7.port = hl7_port;
+        if (!h7.bind)
+            h7.bind = o.bind;
+        h7.log = log_line;
+        if (h7.tls && (!sec.tls.cert_file || !sec.tls.key_file)) {
+            fprintf(stderr, "mira serve: --hl7-tls needs --tls-cert and --tls-key (or the "
+                            "config's dimse.tls)\n");
+            rc = MIRA_EXIT_USAGE;
+        } else {
+            h7.tls_cert = sec.tls.cert_file;
+            h7.tls_key = sec.tls.key_file;
+            h7.tls_ca = sec.tls.ca_file;
+            h7.tls_verify_peer = sec.tls.verify_peer;
+            hl7 = mira_hl7_server_new(&h7, &err);
+            if (!hl7)
+                mira_cli_report("serve", err);
+        }
+        if (!hl7) {
+            mira_web_server_free(web);
+            mira_job_runner_free(jobs);
+            mira_dimse_server_free(s);
+            mira_archive_close(archive);
+            goto done;
+        }
+    }
     running = s;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -571,9 +668,13 @@ int mira_cli_serve(int argc, char **argv)
         printf("%s listening on %s:%d\n", http_tls ? "https" : "http",
                ho.bind && *ho.bind ? ho.bind : "127.0.0.1",
                mira_web_server_port(web));
+    if (hl7)
+        printf("hl7 listening%s on %s:%d\n", h7.tls ? " with TLS" : "",
+               h7.bind && *h7.bind ? h7.bind : "*", mira_hl7_server_port(hl7));
     fflush(stdout);
     bool ok = mira_dimse_server_run(s, &err);
     running = NULL;
+    mira_hl7_server_free(hl7);  /* a message being stored is stored and acknowledged */
     mira_web_server_free(web);   /* no more jobs submitted */
     mira_job_runner_free(jobs); /* a running job goes back to the queue */
     mira_dimse_server_free(s);

@@ -46,6 +46,10 @@ bool mira__tcp_connect(const char *host, int port, int timeout_ms, mira__conn *o
 
 /* Read exactly n bytes, waiting at most timeout_ms in all (-1: for ever, or until *stop). */
 mira__io mira__conn_read(mira__conn *c, void *buf, size_t n, int timeout_ms, mira_error **err);
+/* Read what has come, up to n bytes (at least one), waiting at most timeout_ms (-1: for ever,
+ * or until *stop) for the first; *got receives how many. */
+mira__io mira__conn_read_some(mira__conn *c, void *buf, size_t n, size_t *got, int timeout_ms,
+                              mira_error **err);
 /* Write all n bytes, waiting at most timeout_ms in all for the peer to take them. */
 mira__io mira__conn_write(mira__conn *c, const void *buf, size_t n, int timeout_ms,
                           mira_error **err);

@@ -264,6 +264,40 @@ mira__io mira__conn_read(mira__conn *c, void *buf, size_t n, int timeout_ms, mir
     return MIRA__IO_OK;
 }
 
+mira__io mira__conn_read_some(mira__conn *c, void *buf, size_t n, size_t *got, int timeout_ms,
+                              mira_error **err)
+{
+    int64_t deadline = timeout_ms < 0 ? -1 : mira__now_ms() + timeout_ms;
+    *got = 0;
+    if (c->tls)
+        return mira__tls_read_some(c, buf, n, got, deadline, err);
+    for (;;) {
+        ssize_t r = recv(c->fd, buf, n, 0);
+        if (r > 0) {
+            *got = (size_t)r;
+            return MIRA__IO_OK;
+        }
+        if (r == 0)
+            return MIRA__IO_CLOSED;
+        if (errno == EINTR)
+            continue;
+        if (errno == ECONNRESET)
+            return MIRA__IO_CLOSED;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            mira_error_set(err, MIRA_ERR_IO, NULL, "reading from %s: %s", c->peer,
+                           strerror(errno));
+            return MIRA__IO_ERROR;
+        }
+        mira__io w = mira__conn_wait(c, POLLIN, deadline);
+        if (w != MIRA__IO_OK) {
+            if (w == MIRA__IO_ERROR)
+                mira_error_set(err, MIRA_ERR_IO, NULL, "waiting for %s: %s", c->peer,
+                               strerror(errno));
+            return w;
+        }
+    }
+}
+
 mira__io mira__conn_write(mira__conn *c, const void *buf, size_t n, int timeout_ms,
                           mira_error **err)
 {

@@ -372,6 +372,20 @@ mira__io mira__tls_read(mira__conn *c, void *buf, size_t n, int64_t deadline, mi
     return MIRA__IO_OK;
 }
 
+mira__io mira__tls_read_some(mira__conn *c, void *buf, size_t n, size_t *got, int64_t deadline,
+                              mira_error **err)
+{
+    for (;;) {
+        ERR_clear_error();
+        int rc = SSL_read_ex(c->tls, buf, n, got);
+        if (rc == 1)
+            return MIRA__IO_OK;
+        mira__io io = retry(c, rc, deadline, "reading from", err);
+        if (io != MIRA__IO_OK)
+            return io;
+    }
+}
+
 mira__io mira__tls_write(mira__conn *c, const void *buf, size_t n, int64_t deadline,
                          mira_error **err)
 {

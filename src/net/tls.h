@@ -31,6 +31,8 @@ void mira__tls_describe(const mira__conn *c, char *out, size_t n);
 
 /* Used by src/net/tcp.c: the conn functions on a TLS session. */
 mira__io mira__tls_read(mira__conn *c, void *buf, size_t n, int64_t deadline, mira_error **err);
+mira__io mira__tls_read_some(mira__conn *c, void *buf, size_t n, size_t *got, int64_t deadline,
+                              mira_error **err);
 mira__io mira__tls_write(mira__conn *c, const void *buf, size_t n, int64_t deadline,
                          mira_error **err);
 bool mira__tls_pending(const mira__conn *c);
