@@ -80,40 +80,31 @@ static char *clean(const char *s, bool *failed)
     return out;
 }
 
-static bool take_id(void *ctx, const mira__dbval *c, size_t n)
+typedef struct upserted {
+    int64_t id, duplicates;
+    bool found;
+} upserted;
+
+static bool take_upsert(void *ctx, const mira__dbval *c, size_t n)
 {
-    if (n >= 1 && c[0].type == MIRA__DB_INT)
-        *(int64_t *)ctx = c[0].i;
+    upserted *u = ctx;
+    if (n >= 2 && c[0].type == MIRA__DB_INT) {
+        u->id = c[0].i;
+        u->duplicates = c[1].type == MIRA__DB_INT ? c[1].i : 0;
+        u->found = true;
+    }
     return false;
 }
 
-/* One message in the open transaction: a repeat of an accepted one only counts on it. */
+/* One message in the open transaction, in one statement: a repeat of an accepted one (the
+ * partial unique index) only counts on it, which RETURNING tells by its duplicates (a new row
+ * has none). */
 static bool hl7_insert(mira__db *db, mira__hl7_wait *w, mira_error **err)
 {
     const mira_hl7_received *m = w->m;
-    bool accepted = m->ack_code && strcmp(m->ack_code, "AA") == 0;
-    const char *sender = m->sender ? m->sender : "";
-    if (accepted && m->control_id && *m->control_id) {
-        mira__dbval k[2] = {mira__db_text(sender), mira__db_text(m->control_id)};
-        int64_t first = 0;
-        if (!db->ops->query(db,
-                            "SELECT id FROM hl7_messages WHERE sender = ? AND control_id = ?"
-                            " AND ack_code = 'AA'",
-                            k, 2, take_id, &first, NULL, err))
-            return false;
-        if (first) {
-            mira__dbval p = mira__db_int(first);
-            w->id = first;
-            w->duplicate = true;
-            return db->ops->query(db,
-                                  "UPDATE hl7_messages SET duplicates = duplicates + 1"
-                                  " WHERE id = ?",
-                                  &p, 1, NULL, NULL, NULL, err);
-        }
-    }
     mira__dbval p[10] = {mira__db_text(w->at),
                          mira__db_text(m->peer ? m->peer : ""),
-                         mira__db_text(sender),
+                         mira__db_text(m->sender ? m->sender : ""),
                          mira__db_opt(m->control_id),
                          mira__db_opt(m->message_type),
                          mira__db_opt(m->version),
@@ -121,13 +112,23 @@ static bool hl7_insert(mira__db *db, mira__hl7_wait *w, mira_error **err)
                          mira__db_opt(m->error),
                          mira__db_text(w->encoding),
                          mira__db_text(w->stored)};
-    w->duplicate = false;
-    bool found = false;
-    return mira__db_query_int(db,
-                              "INSERT INTO hl7_messages (received_at, peer, sender, control_id,"
-                              " message_type, version, ack_code, error, encoding, message)"
-                              " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                              p, 10, &w->id, &found, err);
+    upserted u = {0};
+    if (!db->ops->query(db,
+                        "INSERT INTO hl7_messages (received_at, peer, sender, control_id,"
+                        " message_type, version, ack_code, error, encoding, message)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                        " ON CONFLICT (sender, control_id) WHERE ack_code = 'AA'"
+                        " DO UPDATE SET duplicates = hl7_messages.duplicates + 1"
+                        " RETURNING id, duplicates",
+                        p, 10, take_upsert, &u, NULL, err))
+        return false;
+    if (!u.found) {
+        mira_error_set(err, MIRA_ERR_IO, NULL, "keeping an HL7 message: no row returned");
+        return false;
+    }
+    w->id = u.id;
+    w->duplicate = u.duplicates > 0;
+    return true;
 }
 
 /* A batch in one transaction; if that fails, each in its own, so that one fails alone. */

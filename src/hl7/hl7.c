@@ -26,25 +26,67 @@
 typedef struct node {
     struct node *kid;
     size_t n, cap;
-    char *text; /* a subcomponent's (owned; NULL: empty) */
+    char *text; /* a subcomponent's (NULL: empty) */
     size_t len;
     char name[4]; /* a segment's */
+    bool arena_kid, arena_text; /* kid, text are in the message's arena (else owned) */
 } node;
+
+/* Parsing allocates the tree's arrays and texts from chunks the message frees at once: a
+ * message of a few KB is thousands of nodes, and one malloc and free each was most of the
+ * time the MLLP server spent on a message. Changes after parsing that grow an array move it
+ * out of the arena (child()). */
+typedef struct arena {
+    struct arena *next;
+    size_t used, cap;
+    max_align_t data[];
+} arena;
 
 struct mira_hl7_message {
     char fs, cs, rs, ec, ss; /* field, component, repetition, escape, subcomponent */
     char enc[8];             /* MSH-2 as received ("^~\&" or with a truncation character) */
     node seg;                /* its children: the segments */
+    arena *arena;
+    size_t arena_hint;       /* the size of the next chunk */
 };
 
 enum { L_SEGMENT, L_FIELD, L_REP, L_COMP, L_SUB };
 
-static void node_clear(node *x)
+static void *arena_get(mira_hl7_message *m, size_t n)
+{
+    n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+    arena *a = m->arena;
+    if (!a || a->cap - a->used < n) {
+        size_t cap = m->arena_hint > n ? m->arena_hint : n;
+        a = mira_malloc(sizeof *a + cap);
+        if (!a)
+            return NULL;
+        a->next = m->arena;
+        a->used = 0;
+        a->cap = cap;
+        m->arena = a;
+        if (m->arena_hint < ((size_t)1 << 22))
+            m->arena_hint *= 2;
+    }
+    void *p = (char *)a->data + a->used;
+    a->used += n;
+    return p;
+}
+
+/* Free what x owns below it (not x itself). */
+static void node_release(node *x)
 {
     for (size_t i = 0; i < x->n; i++)
-        node_clear(&x->kid[i]);
-    mira_free(x->kid);
-    mira_free(x->text);
+        node_release(&x->kid[i]);
+    if (!x->arena_kid)
+        mira_free(x->kid);
+    if (!x->arena_text)
+        mira_free(x->text);
+}
+
+static void node_clear(node *x)
+{
+    node_release(x);
     memset(x, 0, sizeof *x);
 }
 
@@ -59,11 +101,19 @@ static node *child(node *x, size_t i, bool create)
         size_t cap = x->cap ? x->cap : 4;
         while (cap <= i)
             cap *= 2;
-        node *k = mira_realloc(x->kid, cap * sizeof *k);
+        node *k;
+        if (x->arena_kid) { /* out of the arena, to grow */
+            k = mira_malloc(cap * sizeof *k);
+            if (k && x->n)
+                memcpy(k, x->kid, x->n * sizeof *k);
+        } else {
+            k = mira_realloc(x->kid, cap * sizeof *k);
+        }
         if (!k)
             return NULL;
         x->kid = k;
         x->cap = cap;
+        x->arena_kid = false;
     }
     memset(&x->kid[x->n], 0, (i + 1 - x->n) * sizeof *x->kid);
     x->n = i + 1;
@@ -80,9 +130,44 @@ static bool set_text(node *x, const char *s, size_t n)
         memcpy(t, s, n);
         t[n] = 0;
     }
-    mira_free(x->text);
+    if (!x->arena_text)
+        mira_free(x->text);
     x->text = t;
     x->len = n;
+    x->arena_text = false;
+    return true;
+}
+
+/* The same, the text in the arena (a node just made). */
+static bool set_text_arena(mira_hl7_message *m, node *x, const char *s, size_t n)
+{
+    char *t = NULL;
+    if (n) {
+        t = arena_get(m, n + 1);
+        if (!t)
+            return false;
+        memcpy(t, s, n);
+        t[n] = 0;
+    }
+    if (!x->arena_text)
+        mira_free(x->text);
+    x->text = t;
+    x->len = n;
+    x->arena_text = true;
+    return true;
+}
+
+/* Room for exactly count children of a node that has none, in the arena. */
+static bool reserve_arena(mira_hl7_message *m, node *x, size_t count)
+{
+    if (x->n || x->kid || count > MAX_CHILDREN)
+        return x->n || x->kid ? true : false;
+    node *k = arena_get(m, count * sizeof *k);
+    if (!k)
+        return false;
+    x->kid = k;
+    x->cap = count;
+    x->arena_kid = true;
     return true;
 }
 
@@ -99,11 +184,16 @@ static bool seg_name_ok(const char *s, size_t n)
 }
 
 /* Split s[0..n) by delimiter d into children of x at level, recursively below. */
-static bool split(const mira_hl7_message *m, node *x, int level, const char *s, size_t n)
+static bool split(mira_hl7_message *m, node *x, int level, const char *s, size_t n)
 {
     if (level == L_SUB)
-        return set_text(x, s, n);
+        return set_text_arena(m, x, s, n);
     char d = level == L_FIELD ? m->rs : level == L_REP ? m->cs : m->ss;
+    size_t count = 1;
+    for (const char *p = s, *end = s + n; (p = memchr(p, d, (size_t)(end - p))) != NULL; p++)
+        count++;
+    if (!reserve_arena(m, x, count))
+        return false;
     size_t i = 0, start = 0;
     for (;; i++) {
         if (i == n || s[i] == d) {
@@ -136,7 +226,13 @@ static bool parse_segment(mira_hl7_message *m, const char *s, size_t n, size_t a
     if (!g)
         goto nomem;
     memcpy(g->name, s, 3);
+    size_t nfields = 0;
+    for (const char *p = s + 3, *end = s + n; (p = memchr(p, m->fs, (size_t)(end - p))) != NULL;
+         p++)
+        nfields++;
     bool msh = memcmp(s, "MSH", 3) == 0 && m->seg.n == 1;
+    if (nfields && !reserve_arena(m, g, nfields + (msh ? 1 : 0))) /* MSH-1 is a separator */
+        goto nomem;
     size_t i = 3;
     if (msh) { /* MSH-1 and MSH-2: leaves */
         node *f1 = child(g, 0, true), *r1 = f1 ? child(f1, 0, true) : NULL;
@@ -184,6 +280,7 @@ mira_hl7_message *mira_hl7_parse(const char *text, size_t len, mira_error **err)
         mira_error_set(err, MIRA_ERR_NOMEM, NULL, "parsing an HL7 message");
         return NULL;
     }
+    m->arena_hint = len * 16 > 4096 ? len * 16 : 4096; /* about what the tree takes */
     m->fs = text[3];
     size_t e = 4;
     while (e < len && text[e] != m->fs && text[e] != '\r' && text[e] != '\n')
@@ -247,7 +344,11 @@ void mira_hl7_free(mira_hl7_message *m)
 {
     if (!m)
         return;
-    node_clear(&m->seg);
+    node_release(&m->seg);
+    for (arena *a = m->arena, *next; a; a = next) {
+        next = a->next;
+        mira_free(a);
+    }
     mira_free(m);
 }
 
