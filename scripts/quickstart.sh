@@ -6,7 +6,7 @@
 # the same tree scripts/test.sh uses) and sets the platform up on its embedded default: the
 # archive var/ (SQLite index and blob folder) with pydicom's test files imported, and the DICOM
 # server 'mira serve' on it in the background (AE title MIRA, port 11112 or MIRA_PORT; HTTP with
-# QIDO-RS on 8080 or MIRA_HTTP_PORT; on 127.0.0.1 only unless MIRA_BIND says otherwise; log in
+# QIDO-RS on 8080 or MIRA_HTTP_PORT; HL7 MLLP on 2575 or MIRA_HL7_PORT; on 127.0.0.1 only unless MIRA_BIND says otherwise; log in
 # var/serve.log, pid in var/serve.pid).
 # Run again, it stops the server it started before and starts the new build.
 set -euo pipefail
@@ -27,11 +27,12 @@ cmake --build build -j "$jobs"
 # ---------------------------------------------------------------------------------------------
 # The platform on its embedded default: the archive in var/ (var/index.db, SQLite, and
 # var/blobs/), with pydicom's test files imported so there is something to see, and the DICOM
-# server on it. DICOMweb and HL7 join 'mira serve' with their issues.
+# server on it, with its HTTP (DICOMweb, the web page) and HL7 MLLP listeners.
 # ---------------------------------------------------------------------------------------------
 port=${MIRA_PORT:-11112}
 bind=${MIRA_BIND:-127.0.0.1}
 http_port=${MIRA_HTTP_PORT:-8080}
+hl7_port=${MIRA_HL7_PORT:-2575}
 echo
 echo "quickstart: mira $(build/mira --version | sed 's/^mira //') is built."
 echo "quickstart: importing pydicom's sample files into the archive var/"
@@ -53,8 +54,8 @@ if [ -f var/serve.pid ] && kill -0 "$(cat var/serve.pid)" 2>/dev/null &&
     for ((i = 0; i < 100; i++)); do kill -0 "$(cat var/serve.pid)" 2>/dev/null || break; sleep 0.1; done
 fi
 rm -f var/serve.pid
-echo "\$ build/mira serve --archive var --bind $bind --port $port --http-port $http_port --any-called-ae &"
-nohup build/mira serve --archive var --bind "$bind" --port "$port" --http-port "$http_port" --any-called-ae \
+echo "\$ build/mira serve --archive var --bind $bind --port $port --http-port $http_port --hl7-port $hl7_port --any-called-ae &"
+nohup build/mira serve --archive var --bind "$bind" --port "$port" --http-port "$http_port" --hl7-port "$hl7_port" --any-called-ae \
     </dev/null >>var/serve.log 2>&1 &
 echo $! >var/serve.pid
 served=0
@@ -78,7 +79,7 @@ if [ $served = 1 ]; then
     echo "quickstart: mira serve answers C-ECHO on $bind:$port as MIRA (pid $(cat var/serve.pid), log var/serve.log)"
     echo "quickstart: DICOMweb (QIDO-RS) at http://$bind:$http_port/dicomweb/studies"
 else
-    echo "quickstart: mira serve did not start (is port $port or $http_port taken? MIRA_PORT=... and MIRA_HTTP_PORT=... pick others); var/serve.log says:" >&2
+    echo "quickstart: mira serve did not start (is port $port, $http_port or $hl7_port taken? MIRA_PORT=..., MIRA_HTTP_PORT=... and MIRA_HL7_PORT=... pick others); var/serve.log says:" >&2
     tail -5 var/serve.log >&2
     rm -f var/serve.pid
 fi

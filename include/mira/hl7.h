@@ -182,6 +182,8 @@ typedef struct mira_hl7_stored {
     const char *text; /* the message (decoded again when it was not kept as text) */
     size_t len;
     int64_t duplicates; /* how many times it came again */
+    const char *processed_at;  /* when it was acted on (mira_archive_hl7_apply), or NULL */
+    const char *process_error; /* why it was not acted on (or only partly), or NULL */
 } mira_hl7_stored;
 
 typedef bool (*mira_hl7_stored_fn)(void *ctx, const mira_hl7_stored *m);
@@ -196,6 +198,34 @@ typedef struct mira_hl7_list_options {
 /* In id order. */
 MIRA_API bool mira_archive_hl7_list(mira_archive *a, const mira_hl7_list_options *o,
                                     mira_hl7_stored_fn fn, void *ctx, mira_error **err);
+
+/*
+ * Act on the accepted messages not acted on yet, oldest first, at most max (0: 1000); *done
+ * how many (may be NULL). ADT A01, A04, A05, A08, A28, A31: the patient of PID-3 (its MR
+ * identifier, else the first, with its assigning authority) made or updated (an empty field
+ * leaves a value as it was, "" clears it), with every identifier of PID-3; A40 also marks the
+ * patient of MRG-1 merged into it. ORM^O01, OMI^O23: by ORC-1, NW, XO and SC make (or remake)
+ * the order's worklist entry (source "hl7", keyed by the placer order number), CA, DC, OC and
+ * CR remove it. ORU^R01: the report (OBX text in order) kept as the next version for its
+ * accession number (OBR-18, else the filler order number), with OBR-25's status. Orders and
+ * reports make their patient when it is new. A message that cannot be acted on is marked so
+ * (process_error) and not tried again; false only when the index fails.
+ */
+MIRA_API bool mira_archive_hl7_apply(mira_archive *a, size_t max, size_t *done,
+                                     mira_error **err);
+
+/*
+ * The patient record as JSON (owned; *len its length, may be NULL): {"patient": {patient_id,
+ * issuer, name, birth_date, sex, address, phone, created_at, updated_at, from_hl7},
+ * "identifiers": [{id, issuer, type}] (type MERGED: an identifier merged into this patient),
+ * "studies": [...] (the DICOM index), "orders": [...] (worklist entries, with the study each
+ * is linked to by Study Instance UID or accession number), "reports": [...] (every version,
+ * with the study of its accession number)}. The patient is found by identifier (and issuer,
+ * NULL: any), among the identifiers of PID-3 too; a merged patient's record is its
+ * survivor's. MIRA_ERR_NOT_FOUND when nothing is known of it.
+ */
+MIRA_API char *mira_patient_record(mira_archive *a, const char *patient_id, const char *issuer,
+                                   size_t *len, mira_error **err);
 
 /* ------------------------------------------------------------------ the MLLP server */
 

@@ -131,14 +131,25 @@ static bool hl7_insert(mira__db *db, mira__hl7_wait *w, mira_error **err)
     return true;
 }
 
-/* A batch in one transaction; if that fails, each in its own, so that one fails alone. */
+/* A write transaction for kept messages. In PostgreSQL a plain one: the inserts need no
+ * serialising with the archive's other writers (the unique index settles repeats), and taking
+ * the archive's writer lock would make each ACK wait for whatever else is being written. */
+static bool begin(mira_archive *a, mira__db *db, mira_error **err)
+{
+    return a->postgres ? db->ops->exec(db, "BEGIN", err) : db->ops->begin_write(db, err);
+}
+
+/* A batch in one transaction; if that fails, each in its own, so that one fails alone. (The
+ * messages are acted on afterwards, by mira_archive_hl7_apply on a thread of the server's:
+ * doing it here, in the transaction that keeps them, made every ACK wait for it and halved
+ * the messages kept per second.) */
 static void hl7_write(mira_archive *a, mira__hl7_wait *batch)
 {
     mira_error *err = NULL;
     mira__db *db = mira__archive_db_acquire(a, &err);
     bool together = false;
-    if (db && batch->next) {
-        together = db->ops->begin_write(db, NULL);
+    if (db) {
+        together = begin(a, db, NULL);
         for (mira__hl7_wait *w = batch; together && w; w = w->next)
             together = hl7_insert(db, w, NULL);
         if (together)
@@ -150,7 +161,7 @@ static void hl7_write(mira_archive *a, mira__hl7_wait *batch)
         if (together) {
             w->ok = true;
         } else if (db) {
-            w->ok = db->ops->begin_write(db, &w->err) && hl7_insert(db, w, &w->err) &&
+            w->ok = begin(a, db, &w->err) && hl7_insert(db, w, &w->err) &&
                     mira__db_commit(db, &w->err);
             if (!w->ok)
                 mira__db_rollback(db);
@@ -284,7 +295,7 @@ static const char *col(const mira__dbval *c)
 static bool list_row(void *ctx, const mira__dbval *c, size_t n)
 {
     list_ctx *l = ctx;
-    if (n < 13)
+    if (n < 14)
         return false;
     mira_hl7_stored m = {.id = c[0].i,
                          .received_at = col(&c[1]),
@@ -295,7 +306,9 @@ static bool list_row(void *ctx, const mira__dbval *c, size_t n)
                          .version = col(&c[6]),
                          .ack_code = col(&c[7]),
                          .error = col(&c[8]),
-                         .duplicates = c[11].type == MIRA__DB_INT ? c[11].i : 0};
+                         .duplicates = c[11].type == MIRA__DB_INT ? c[11].i : 0,
+                         .processed_at = col(&c[12]),
+                         .process_error = col(&c[13])};
     const char *enc = col(&c[9]), *text = col(&c[10]);
     mira__buf b;
     mira__buf_init(&b);
@@ -333,7 +346,7 @@ bool mira_archive_hl7_list(mira_archive *a, const mira_hl7_list_options *o,
     size_t np = 0;
     int at = snprintf(sql, sizeof sql,
                       "SELECT id, received_at, peer, sender, control_id, message_type, version,"
-                      " ack_code, error, encoding, message, duplicates, processed_at"
+                      " ack_code, error, encoding, message, duplicates, processed_at, process_error"
                       " FROM hl7_messages WHERE id > ?");
     p[np++] = mira__db_int(o->after_id);
     if (o->ack_code) {

@@ -235,8 +235,38 @@ static const char *const migration_7 =
     "CREATE INDEX hl7_messages_ack ON hl7_messages (ack_code, id);"
     "CREATE INDEX hl7_messages_id ON hl7_messages (control_id);";
 
+/*
+ * Version 8: what the HL7 messages say (hl7_apply.c). emr_patients: each patient an ADT
+ * message named, by the first identifier of PID-3 (the MR one when there is one) and its
+ * assigning authority, with the demographics of the latest message; merged_into the
+ * survivor of an A40 merge. emr_identifiers: every identifier of PID-3 (and merged ones). reports:
+ * each ORU^R01 report, by accession number, in versions (1, 2... as they came; status P, F,
+ * C from OBR-25), the OBX text in order; message_id makes acting on a message twice a no-op.
+ * Orders (ORM^O01, OMI^O23) become worklist entries (source 'hl7'). The partial index finds
+ * the accepted messages not acted on yet.
+ */
+static const char *const migration_8 =
+    "CREATE TABLE emr_patients ("
+    " pk @PK@, patient_id TEXT NOT NULL, issuer TEXT NOT NULL DEFAULT '',"
+    " name TEXT, birth_date TEXT, sex TEXT, address TEXT, phone TEXT,"
+    " merged_into @BIG@ REFERENCES emr_patients (pk), message_id @BIG@,"
+    " created_at TEXT NOT NULL, updated_at TEXT NOT NULL, UNIQUE (patient_id, issuer));"
+    "CREATE TABLE emr_identifiers ("
+    " patient_pk @BIG@ NOT NULL REFERENCES emr_patients (pk) ON DELETE CASCADE,"
+    " id TEXT NOT NULL, issuer TEXT NOT NULL DEFAULT '', type TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX emr_identifiers_id ON emr_identifiers (id, issuer);"
+    "CREATE INDEX emr_identifiers_patient ON emr_identifiers (patient_pk);"
+    "CREATE TABLE reports ("
+    " pk @PK@, accession TEXT, patient_id TEXT, issuer TEXT NOT NULL DEFAULT '',"
+    " version INTEGER NOT NULL, status TEXT, observed_at TEXT, procedure_text TEXT,"
+    " text TEXT NOT NULL, message_id @BIG@ NOT NULL UNIQUE, created_at TEXT NOT NULL);"
+    "CREATE INDEX reports_accession ON reports (accession, version);"
+    "CREATE INDEX reports_patient ON reports (patient_id, issuer);"
+    "CREATE INDEX hl7_messages_todo ON hl7_messages (id)"
+    " WHERE processed_at IS NULL AND ack_code = 'AA';";
+
 static const char *const migrations[] = {migration_1, migration_2, migration_3, migration_4,
-                                         migration_5, migration_6, migration_7};
+                                         migration_5, migration_6, migration_7, migration_8};
 
 /*
  * What a migration needs that the two backends spell differently, run after it in the same

@@ -38,6 +38,7 @@ int mira_cli_qr(int argc, char **argv);
 int mira_cli_user(int argc, char **argv);
 int mira_cli_job(int argc, char **argv);
 int mira_cli_audit(int argc, char **argv);
+int mira_cli_patient(int argc, char **argv);
 int mira_cli_hl7(int argc, char **argv);
 
 /* Print "mira SUB: message" to stderr for an error, and free it. */

@@ -461,7 +461,8 @@ static bool list_one(void *ctx, const mira_hl7_stored *m)
         mira_json_int(w, m->id);
         const char *kv[] = {"received_at", m->received_at, "peer", m->peer, "sender", m->sender,
                             "control_id", m->control_id, "message_type", m->message_type,
-                            "version", m->version, "ack_code", m->ack_code, "error", m->error};
+                            "version", m->version, "ack_code", m->ack_code, "error", m->error,
+                            "processed_at", m->processed_at, "process_error", m->process_error};
         for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i += 2) {
             mira_json_key(w, kv[i]);
             if (kv[i + 1])

@@ -34,7 +34,8 @@ static const command commands[] = {
     {"send", mira_cli_send, "C-STORE files, folders or an archive query to a DICOM peer"},
     {"qr", mira_cli_qr, "C-FIND, C-MOVE or C-GET a DICOM peer (Query/Retrieve SCU)"},
     {"user", mira_cli_user, "add, list and remove the users of the HTTP server; their tokens"},
-    {"hl7", mira_cli_hl7, "read HL7 v2 messages and batch files: structure, values by path"},
+    {"hl7", mira_cli_hl7, "HL7 v2 messages: read, send over MLLP, list the ones received"},
+    {"patient", mira_cli_patient, "a patient's record: demographics, orders, studies, reports"},
     {"audit", mira_cli_audit, "read the audit log (sign-ins and accesses to patient data)"},
     {"job", mira_cli_job, "list, show and cancel the jobs mira serve runs (export, send, check)"},
 };

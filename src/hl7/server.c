@@ -194,6 +194,11 @@ struct mira_hl7_server {
     pthread_cond_t idle;
     int active;
     uint64_t ids;
+    /* the thread that acts on the messages kept (mira_archive_hl7_apply), woken by each */
+    pthread_t applier;
+    bool applier_started;
+    pthread_cond_t work;
+    bool pending;
 };
 
 static void slog(mira_hl7_server *s, mira_log_level level, const char *fmt, ...)
@@ -322,6 +327,12 @@ static void *connection_thread(void *arg)
         char *ack = mira_hl7_receive(s->o.archive, f.data, f.len, f.oversize, c.peer, s->app,
                                      s->facility, &code, &alen, &e);
         messages++;
+        if (strcmp(code, "AA") == 0) {
+            pthread_mutex_lock(&s->lock);
+            s->pending = true;
+            pthread_cond_signal(&s->work);
+            pthread_mutex_unlock(&s->lock);
+        }
         char cid[80];
         control_of(f.data, f.len, cid, sizeof cid);
         if (strcmp(code, "AA") != 0) {
@@ -425,6 +436,34 @@ static void *accept_thread(void *arg)
     return NULL;
 }
 
+static void *apply_thread(void *arg)
+{
+    mira_hl7_server *s = arg;
+    bool failing = false;
+    while (!atomic_load(&s->stop)) {
+        size_t done = 0;
+        mira_error *e = NULL;
+        bool ok = mira_archive_hl7_apply(s->o.archive, 200, &done, &e);
+        if (!ok && !failing)
+            slog(s, MIRA_LOG_ERROR, "hl7: acting on the messages kept: %s (tried again)",
+                 mira_error_get_message(e));
+        mira_error_free(e);
+        failing = !ok;
+        if (ok && done == 200)
+            continue; /* more waiting */
+        pthread_mutex_lock(&s->lock);
+        if (!s->pending && !atomic_load(&s->stop)) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1; /* and look again each second: another server may keep some */
+            pthread_cond_timedwait(&s->work, &s->lock, &ts);
+        }
+        s->pending = false;
+        pthread_mutex_unlock(&s->lock);
+    }
+    return NULL;
+}
+
 static char *dup_or_null(const char *s)
 {
     return s ? mira_strdup(s) : NULL;
@@ -454,6 +493,7 @@ mira_hl7_server *mira_hl7_server_new(const mira_hl7_server_options *o, mira_erro
     s->facility = dup_or_null(o->facility);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->idle, NULL);
+    pthread_cond_init(&s->work, NULL);
     atomic_init(&s->stop, false);
     if (o->tls) {
         mira_tls_options t = {o->tls_cert, o->tls_key, o->tls_ca, o->tls_verify_peer};
@@ -469,6 +509,11 @@ mira_hl7_server *mira_hl7_server_new(const mira_hl7_server_options *o, mira_erro
         goto fail;
     }
     s->acceptor_started = true;
+    if (pthread_create(&s->applier, NULL, apply_thread, s) != 0) {
+        mira_error_set(err, MIRA_ERR_IO, NULL, "no thread for the HL7 server");
+        goto fail;
+    }
+    s->applier_started = true;
     slog(s, MIRA_LOG_INFO, "hl7 listening on %s:%d%s", s->bind && *s->bind ? s->bind : "*",
          s->port, s->tls ? " with TLS" : "");
     return s;
@@ -489,12 +534,16 @@ void mira_hl7_server_free(mira_hl7_server *s)
     pthread_mutex_lock(&s->lock);
     while (s->active > 0)
         pthread_cond_wait(&s->idle, &s->lock);
+    pthread_cond_broadcast(&s->work);
     pthread_mutex_unlock(&s->lock);
+    if (s->applier_started)
+        pthread_join(s->applier, NULL);
     if (s->fd >= 0)
         close(s->fd);
     mira__tls_free(s->tls);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->idle);
+    pthread_cond_destroy(&s->work);
     mira_free(s->bind);
     mira_free(s->app);
     mira_free(s->facility);

@@ -2,6 +2,7 @@
 #include "web/web_int.h"
 
 #include "mira/deid.h"
+#include "mira/hl7.h"
 #include "mira/jobs.h"
 #include "mira/json.h"
 #include "mira/worklist.h"
@@ -1762,13 +1763,38 @@ static void get_stats(api_req *q, mira__http_reply *r)
 /* ------------------------------------------------------------------ routing */
 
 /* /api/{patients|studies|series|instances}/{key}[/modify|/export] */
+/* GET /api/patients/{id}[?issuer=I]: the patient record (mira_patient_record). */
+static void patient_record(api_req *q, const char *id, mira__http_reply *r)
+{
+    api_param params[1] = {{"issuer", NULL}};
+    if (!query_parse(q->o.target, params, 1, r))
+        return;
+    mira_error *err = NULL;
+    size_t len = 0;
+    char *rec = mira_patient_record(q->o.archive, id, params[0].value, &len, &err);
+    params_free(params, 1);
+    if (!rec) {
+        archive_error(r, "the patient record", err);
+        return;
+    }
+    r->body.len = 0;
+    mira__buf_append(&r->body, rec, len);
+    mira_free(rec);
+    r->status = 200;
+    r->content_type = "application/json";
+}
+
 static void route_entity(api_req *q, const api_path *p, const entity *e, mira__http_reply *r)
 {
     const char *key = p->seg[1];
     bool exportable = e->level == MIRA_LEVEL_STUDY || e->level == MIRA_LEVEL_SERIES;
-    if (p->n == 2) {
+    bool reading = is_method(q, "GET") || is_method(q, "HEAD");
+    if (p->n == 2 && e->level == MIRA_LEVEL_PATIENT && reading) {
+        if (role_in(q, r, true, true, "a patient record") && key_valid(e, key, r))
+            patient_record(q, key, r);
+    } else if (p->n == 2) {
         if (!is_method(q, "DELETE"))
-            not_allowed(q, r, "DELETE");
+            not_allowed(q, r, e->level == MIRA_LEVEL_PATIENT ? "GET, HEAD, DELETE" : "DELETE");
         else if (role_in(q, r, true, false, "deleting") && no_query(q, r) &&
                  key_valid(e, key, r))
             entity_delete(q, e, key, r);

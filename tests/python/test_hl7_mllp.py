@@ -29,14 +29,18 @@ assert "|ORU-3001|" in ORU  # the control ID the load tests replace
 
 
 class Hl7Server:
-    """`mira serve` with its MLLP listener on 127.0.0.1 (port: free, or the one given)."""
+    """`mira serve` with its MLLP listener on 127.0.0.1 (port: free, or the one given); .port
+    the HL7 port, .dicom_port the DICOM one, .http_port the HTTP one (with http=True)."""
 
-    def __init__(self, archive, *args, hl7_port=0):
-        self.args = [mira_bin(), "serve", "--bind", "127.0.0.1", "--port", "0", "--no-http",
+    def __init__(self, archive, *args, hl7_port=0, http=False):
+        self.args = [mira_bin(), "serve", "--bind", "127.0.0.1", "--port", "0",
+                     *(["--http-port", "0"] if http else ["--no-http"]),
                      "--hl7-port", str(hl7_port), *archive.args, *map(str, args)]
         self.log = open(str(archive.dir) + ".serve.log", "ab")
         self.proc = None
         self.port = None
+        self.dicom_port = None
+        self.http_port = None
 
     def start(self):
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self.log,
@@ -58,6 +62,11 @@ class Hl7Server:
             self.proc.wait(10)
             raise AssertionError(f"mira serve did not start its HL7 server: {lines!r}")
         self.port = int(lines[-1].rsplit(b":", 1)[1])
+        for line in lines:
+            if line.startswith(b"listening on "):
+                self.dicom_port = int(line.rsplit(b":", 1)[1])
+            elif line.startswith(b"http listening on "):
+                self.http_port = int(line.rsplit(b":", 1)[1])
         return self
 
     def kill(self):

@@ -1,14 +1,25 @@
 /* The SQLite index backend: WAL, full synchronous commits, a cache of prepared statements. */
 #include "archive/db.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <string.h>
+#include <time.h>
 
 /*
  * Durability: journal_mode WAL with synchronous FULL, so a committed transaction survives a
  * power loss, not only a killed process (the archive acknowledges an instance after its
  * commit). Several connections (one per thread) share the file; writers wait for each other
  * through the busy timeout, readers never wait for writers.
+ *
+ * Writers of one process also queue on a mutex before BEGIN IMMEDIATE: SQLite's busy handler
+ * waits by sleeping and polling (up to 100 ms a sleep), so two threads that write often (the
+ * HL7 server's commits and the step that acts on the messages, the DICOM committer, the audit
+ * log) would take turns at its pace, not at the pace of their commits. The mutex is held until
+ * the transaction ends (COMMIT, ROLLBACK, or an error that ends it); a wait for it longer than
+ * the busy timeout goes on to SQLite's own wait, as before (so a thread that would wait for
+ * itself fails as it did, not for ever).
  *
  * Statements are prepared once per connection and kept in a small cache keyed by their text
  * (the archive's SQL is a few dozen fixed strings; queries built from a C-FIND identifier
@@ -28,7 +39,19 @@ typedef struct sqlite_db {
     sqlite3 *h;
     cached cache[CACHE_SIZE];
     uint64_t tick;
+    bool holds_writer; /* this connection holds writer_lock (a write transaction is open) */
 } sqlite_db;
+
+static pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* After a statement: the write transaction has ended, so the mutex goes. */
+static void writer_check(sqlite_db *db)
+{
+    if (db->holds_writer && sqlite3_get_autocommit(db->h)) {
+        db->holds_writer = false;
+        pthread_mutex_unlock(&writer_lock);
+    }
+}
 
 static bool fail(sqlite_db *db, const char *what, mira_error **err)
 {
@@ -45,8 +68,10 @@ static bool s_exec(mira__db *base, const char *sql, mira_error **err)
         mira_error_set(err, MIRA_ERR_IO, "Index database error", "SQLite: %s",
                        msg ? msg : sqlite3_errmsg(db->h));
         sqlite3_free(msg);
+        writer_check(db);
         return false;
     }
+    writer_check(db);
     return true;
 }
 
@@ -143,17 +168,35 @@ static bool s_query(mira__db *base, const char *sql, const mira__dbval *params, 
         *changes = sqlite3_changes64(db->h);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
+    writer_check(db);
     return ok;
 }
 
 static bool s_begin_write(mira__db *base, mira_error **err)
 {
-    return s_exec(base, "BEGIN IMMEDIATE", err);
+    sqlite_db *db = (sqlite_db *)base;
+    if (!db->holds_writer && sqlite3_get_autocommit(db->h)) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 60; /* the busy timeout */
+        if (pthread_mutex_timedlock(&writer_lock, &until) == 0)
+            db->holds_writer = true;
+    }
+    bool ok = s_exec(base, "BEGIN IMMEDIATE", err);
+    if (!ok && db->holds_writer && sqlite3_get_autocommit(db->h)) {
+        db->holds_writer = false;
+        pthread_mutex_unlock(&writer_lock);
+    }
+    return ok;
 }
 
 static void s_close(mira__db *base)
 {
     sqlite_db *db = (sqlite_db *)base;
+    if (db->holds_writer) {
+        db->holds_writer = false;
+        pthread_mutex_unlock(&writer_lock);
+    }
     for (size_t i = 0; i < CACHE_SIZE; i++) {
         if (db->cache[i].sql) {
             sqlite3_finalize(db->cache[i].stmt);
