@@ -173,14 +173,73 @@ async function loadPatient(pid) {
       }
     }
     studies.forEach((st) => studyRow(tbody, st, false));
-    // Orders come with HL7 (a later step); reports held as DICOM SR are listed here.
-    text($('patient-orders'), 'No orders: this server does not receive orders yet.');
+    // The patient record (GET /api/patients/ID: HL7 demographics, orders, reports); the roles
+    // that may not read it (researchers) see the studies only.
+    let record = null;
+    let forbidden = false;
+    try {
+      record = await api.getJson(`/api/patients/${encodeURIComponent(pid)}`,
+        { accept: 'application/json' });
+    } catch (e) {
+      if (e.status === 403) forbidden = true;
+      else if (e.status !== 404) throw e;
+    }
+    if (record && record.patient && record.patient.from_hl7) {
+      const p = record.patient;
+      if (p.name) text($('patient-title'), api.personName(p.name));
+      facts.replaceChildren();
+      const ids = (record.identifiers || []).map((i) => `${i.id}${i.issuer ? ` (${i.issuer}${i.type ? ` ${i.type}` : ''})` : ''}`);
+      for (const [k, v] of [['Patient ID', p.patient_id], ['Identifiers', ids.join(', ')],
+        ['Birth date', api.date(p.birth_date)], ['Sex', p.sex],
+        ['Studies', (record.studies || []).length], ['Updated', p.updated_at]]) {
+        facts.appendChild(text(document.createElement('dt'), k));
+        facts.appendChild(text(document.createElement('dd'), v || '—'));
+      }
+    }
+    const obox = $('patient-orders');
+    obox.replaceChildren();
+    const orders = record ? record.orders || [] : [];
+    if (forbidden) text(obox, 'Orders are shown to clinicians and admins.');
+    else if (!orders.length) text(obox, 'No orders.');
+    for (const o of orders) {
+      const p = document.createElement('p');
+      const when = `${api.date(o.scheduled_date)} ${o.scheduled_time || ''}`.trim();
+      const line = `${when} ${o.modality || ''} ${o.procedure || ''} — accession ${o.accession || '—'}, ${o.status || ''}`;
+      if (o.linked_study_uid) {
+        const a = document.createElement('a');
+        a.href = `#/viewer/${o.linked_study_uid}`;
+        a.textContent = line;
+        p.appendChild(a);
+      } else {
+        text(p, line);
+      }
+      obox.appendChild(p);
+    }
+    const box = $('patient-reports');
+    box.replaceChildren();
+    const texts = record ? record.reports || [] : [];
+    for (const r of texts) {
+      const d = document.createElement('details');
+      const sum = document.createElement('summary');
+      const status = { P: 'preliminary', F: 'final', C: 'corrected' }[r.status] || r.status || '';
+      text(sum, `${r.procedure || 'Report'} — accession ${r.accession || '—'}, version ${r.version}, ${status}`);
+      d.appendChild(sum);
+      const pre = document.createElement('pre');
+      text(pre, r.text || '');
+      d.appendChild(pre);
+      if (r.study_uid) {
+        const a = document.createElement('a');
+        a.href = `#/viewer/${r.study_uid}`;
+        a.textContent = 'the study';
+        d.appendChild(a);
+      }
+      box.appendChild(d);
+    }
+    // reports held as DICOM SR
     const reports = await api.getJson(api.query('/dicomweb/series', {
       PatientID: pid, Modality: 'SR', includefield: ['SeriesDescription', 'StudyDate'],
     }));
-    const box = $('patient-reports');
-    box.replaceChildren();
-    if (!reports.length) text(box, 'No reports.');
+    if (!reports.length && !texts.length) text(box, 'No reports.');
     for (const r of reports) {
       const a = document.createElement('a');
       a.href = `#/viewer/${api.value(r, 'StudyInstanceUID')}`;

@@ -15,6 +15,7 @@ static void usage(FILE *out)
             "       mira hl7 ack [--code AA|AE|AR] [--text T] [--error-code N] [--location L]\n"
             "                    [--control-id ID] FILE\n"
             "       mira hl7 send [--tls ...] [--timeout S] [--json] HOST:PORT FILE...\n"
+            "       mira hl7 import [--archive DIR] [--json] FILE...\n"
             "       mira hl7 messages [--archive DIR] [--code AA|AE|AR] [--control-id ID]\n"
             "                    [--after ID] [--limit N] [--text] [--json]\n\n"
             "Read HL7 v2 messages (versions 2.3 to 2.8, any delimiters, batch files with\n"
@@ -34,6 +35,10 @@ static void usage(FILE *out)
             "          receiver such as 'mira serve --hl7-port', one at a time, each waiting\n"
             "          for its ACK; prints a line per message (file, number, MSH-10, MSA-1 and\n"
             "          the text of MSA-3 or ERR-8), or a JSON object per message with --json\n"
+            "  import  keep each message of the FILEs in the archive as if it had come over MLLP\n"
+            "          (the same checks, repeats of MSH-10 recognised), then act on them (ADT,\n"
+            "          orders, reports): for messages exported from another system; prints a\n"
+            "          line per message (file, number, MSH-10, the ACK code, why)\n"
             "  messages  list the messages 'mira serve' received and kept (id, time, peer,\n"
             "          MSH-10, type, the ACK code it got and why), oldest first; --text\n"
             "          prints each message too (segments a line), --json one object a message\n"
@@ -441,6 +446,135 @@ static int cmd_send(int argc, char **argv)
     return r.status;
 }
 
+/* ------------------------------------------------------------------ import */
+
+typedef struct import_run {
+    mira_archive *archive;
+    const char *path;
+    size_t index;
+    bool json;
+    int status;
+    uint64_t kept, accepted;
+} import_run;
+
+static bool import_one(void *ctx, const char *text, size_t len)
+{
+    import_run *r = ctx;
+    r->index++;
+    const char *code = "AR";
+    size_t alen = 0;
+    mira_error *err = NULL;
+    char *ack = mira_hl7_receive(r->archive, text, len, false, "import", NULL, NULL, &code,
+                                 &alen, &err);
+    if (!ack) {
+        fprintf(stderr, "mira hl7 import: %s: message %zu: %s\n", r->path, r->index,
+                mira_error_get_message(err));
+        mira_error_free(err);
+        r->status = 1;
+        return false;
+    }
+    mira_hl7_message *a = mira_hl7_parse(ack, alen, NULL);
+    char *about = a ? mira_hl7_get(a, "MSA-2", NULL) : NULL;
+    char *why = a ? mira_hl7_get(a, "MSA-3", NULL) : NULL;
+    r->kept++;
+    if (strcmp(code, "AA") == 0)
+        r->accepted++;
+    else
+        r->status = 1;
+    char number[32];
+    snprintf(number, sizeof number, "%zu", r->index);
+    if (r->json) {
+        const char *kv[] = {"file", r->path, "message", number, "control_id",
+                            about && *about ? about : NULL, "ack_code", code, "text",
+                            why && *why ? why : NULL};
+        json_line(kv, 10);
+    } else {
+        printf("%s\tmessage %zu\t%s\t%s%s%s\n", r->path, r->index, about && *about ? about : "?",
+               code, why && *why ? "\t" : "", why ? why : "");
+    }
+    mira_free(about);
+    mira_free(why);
+    mira_hl7_free(a);
+    mira_free(ack);
+    return true;
+}
+
+static int cmd_import(int argc, char **argv)
+{
+    mira_archive_cli ao = {NULL, NULL, -1, NULL};
+    import_run r = {0};
+    const char *files[256];
+    int nfiles = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        int k = mira_cli_archive_option(argc, argv, &i, &ao);
+        if (k < 0) {
+            fprintf(stderr, "mira hl7 import: bad value for %s\n", a);
+            return 2;
+        }
+        if (k > 0)
+            continue;
+        if (mira_cli_is_help(a)) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--json") == 0) {
+            r.json = true;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "mira hl7 import: unknown option: %s\n", a);
+            return 2;
+        } else if (nfiles < 256) {
+            files[nfiles++] = a;
+        } else {
+            fprintf(stderr, "mira hl7 import: at most 256 files\n");
+            return 2;
+        }
+    }
+    if (!nfiles) {
+        fprintf(stderr, "mira hl7 import: no FILE (try mira hl7 --help)\n");
+        return 2;
+    }
+    r.archive = mira_cli_open_archive("hl7 import", &ao, true);
+    if (!r.archive)
+        return 1;
+    mira_error *err = NULL;
+    for (int i = 0; i < nfiles; i++) {
+        size_t len;
+        char *text = read_all(files[i], &len);
+        if (!text) {
+            r.status = 1;
+            continue;
+        }
+        r.path = files[i];
+        r.index = 0;
+        size_t count = 0;
+        if (!mira_hl7_batch_split(text, len, import_one, &r, &count, &err)) {
+            fprintf(stderr, "mira hl7 import: %s: %s\n", files[i], mira_error_get_message(err));
+            mira_error_free(err);
+            err = NULL;
+            r.status = 1;
+        } else if (count == 0) {
+            fprintf(stderr, "mira hl7 import: %s: no HL7 message (no MSH segment)\n", files[i]);
+            r.status = 1;
+        }
+        mira_free(text);
+    }
+    /* act on them (and on any the archive holds that were not acted on yet) */
+    size_t done = 0, total = 0;
+    bool ok = true;
+    do {
+        ok = mira_archive_hl7_apply(r.archive, 1000, &done, &err);
+        total += done;
+    } while (ok && done == 1000);
+    if (!ok) {
+        mira_cli_report("hl7 import", err);
+        r.status = 1;
+    }
+    mira_archive_close(r.archive);
+    fprintf(stderr, "mira hl7 import: %llu kept, %llu accepted (AA), %zu acted on\n",
+            (unsigned long long)r.kept, (unsigned long long)r.accepted, total);
+    return r.status;
+}
+
 /* ------------------------------------------------------------------ messages */
 
 typedef struct list_run {
@@ -568,6 +702,8 @@ int mira_cli_hl7(int argc, char **argv)
         return cmd_send(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "messages") == 0)
         return cmd_messages(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "import") == 0)
+        return cmd_import(argc, argv);
     if (argc < 2 || mira_cli_is_help(argv[1])) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

@@ -43,6 +43,10 @@ try {
   result.patient = { title: await page.textContent('#patient-title'),
     facts: await page.locator('#patient-facts').innerText(),
     studies: await page.locator('#patient-studies tbody tr').allInnerTexts() };
+  // orders and reports from the patient record (HL7), once loaded
+  await page.waitForFunction(() => !document.querySelector('#patient-reports').textContent.includes('Loading'));
+  result.patient.orders = await page.locator('#patient-orders').innerText();
+  result.patient.reports = await page.locator('#patient-reports').innerText();
   await page.goBack();
   await page.waitForSelector('#study-table tbody tr');
 

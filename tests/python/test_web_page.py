@@ -125,6 +125,19 @@ def served(tmp_path_factory):
     # another patient's study beside it, which the search must leave out
     run_mira("import", "--archive", d / "archive", "--no-progress", *[p for p, _ in series],
              TEST_FILES / "MR_small.dcm", TEST_FILES / "CT_small.dcm")
+    # an order and a final report for the CT study, as HL7 v2 would bring them
+    msh = "MSH|^~\\&|RIS|HOSP|MIRA|RAD|20261201120000||{}|{}|P|2.5"
+    pid = "PID|1||PAGE-1^^^HOSP^MR||Pagetest^Carla||19700101|F"
+    hl7_file = d / "page.hl7"
+    hl7_file.write_text("\r".join([
+        msh.format("ORM^O01", "PG-1"), pid, "ORC|NW|PLC-PG^RIS|FIL-PG^RIS",
+        "OBR|1|PLC-PG^RIS|FIL-PG^RIS|74177^CT ABDOMEN PELVIS^CPT4" + "|" * 14 + "ACC-PAGE-1"
+        + "|" * 6 + "CT",
+        msh.format("ORU^R01", "PG-2"), pid,
+        "OBR|1|PLC-PG^RIS|FIL-PG^RIS|74177^CT ABDOMEN PELVIS^CPT4" + "|" * 14 + "ACC-PAGE-1"
+        + "|" * 7 + "F",
+        "OBX|1|TX|GDT^Report^L||No acute abdominal findings.||||||F"]) + "\r")
+    run_mira("hl7", "import", "--archive", d / "archive", hl7_file)
     with MiraServer(d / "archive", http=True) as srv:
         yield srv, series, d
 
@@ -174,6 +187,10 @@ def test_sign_in_search_view_scroll_window_measure(served, tmp_path):
     assert res["patient"]["title"] == "Pagetest, Carla" and "PAGE-1" in res["patient"]["facts"] \
         and "1970-01-01" in res["patient"]["facts"], res["patient"]
     assert len(res["patient"]["studies"]) == 1 and ds0.AccessionNumber in res["patient"]["studies"][0]
+    # its order and report, from the HL7 messages (GET /api/patients/PAGE-1)
+    assert "CT ABDOMEN PELVIS" in res["patient"]["orders"] and "ACC-PAGE-1" in res["patient"]["orders"], \
+        res["patient"]
+    assert "version 1" in res["patient"]["reports"] and "final" in res["patient"]["reports"], res["patient"]
     # no script error on the way (the one console error: the wrong password's 401)
     assert not [c for c in res["console"] if c.startswith("pageerror")], res["console"]
     assert len(res["console"]) <= 1, res["console"]
