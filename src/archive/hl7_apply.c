@@ -159,40 +159,49 @@ static const char *merge_value(const char *sent, const char *had)
     return sent;
 }
 
-/* Insert or update the patient (only_new: leave an existing one as it is); *pk its key. */
+/* Insert a new patient: RETURNING its key into *pk, or (pk NULL) nothing if it exists. */
+static bool insert_patient(mira__db *db, const patient *p, int64_t message_id, const char *now,
+                           int64_t *pk, mira_error **err)
+{
+    mira__dbval u[10] = {mira__db_text(p->id),
+                         mira__db_text(p->issuer),
+                         mira__db_opt(merge_value(p->name, NULL)),
+                         mira__db_opt(merge_value(p->birth, NULL)),
+                         mira__db_opt(merge_value(p->sex, NULL)),
+                         mira__db_opt(merge_value(p->address, NULL)),
+                         mira__db_opt(merge_value(p->phone, NULL)),
+                         mira__db_int(message_id),
+                         mira__db_text(now),
+                         mira__db_text(now)};
+    static const char *const sql = "INSERT INTO emr_patients (patient_id, issuer, name,"
+                                   " birth_date, sex, address, phone, message_id, created_at,"
+                                   " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    char text[512];
+    snprintf(text, sizeof text, "%s%s", sql,
+             pk ? " RETURNING pk" : " ON CONFLICT (patient_id, issuer) DO NOTHING");
+    if (!pk)
+        return db->ops->query(db, text, u, 10, NULL, NULL, NULL, err);
+    bool found = false;
+    return mira__db_query_int(db, text, u, 10, pk, &found, err);
+}
+
+/* Insert or update the patient (only_new: leave an existing one as it is, in one statement);
+ * *pk its key (not set with only_new). */
 static bool upsert_patient(mira__db *db, const patient *p, int64_t message_id, bool only_new,
                            const char *now, int64_t *pk, mira_error **err)
 {
     mira__dbval k[2] = {mira__db_text(p->id), mira__db_text(p->issuer)};
     row_pk r = {0};
-    if (only_new) { /* an order's or a report's patient: made if new, else left as it is */
-        mira__dbval u[10] = {mira__db_text(p->id),
-                             mira__db_text(p->issuer),
-                             mira__db_opt(merge_value(p->name, NULL)),
-                             mira__db_opt(merge_value(p->birth, NULL)),
-                             mira__db_opt(merge_value(p->sex, NULL)),
-                             mira__db_opt(merge_value(p->address, NULL)),
-                             mira__db_opt(merge_value(p->phone, NULL)),
-                             mira__db_int(message_id),
-                             mira__db_text(now),
-                             mira__db_text(now)};
-        *pk = 0;
-        return db->ops->query(db,
-                              "INSERT INTO emr_patients (patient_id, issuer, name, birth_date,"
-                              " sex, address, phone, message_id, created_at, updated_at)"
-                              " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                              " ON CONFLICT (patient_id, issuer) DO NOTHING",
-                              u, 10, NULL, NULL, NULL, err);
-    }
+    *pk = 0;
+    if (only_new) /* an order's or a report's patient: made if new, else left as it is */
+        return insert_patient(db, p, message_id, now, NULL, err);
     if (!db->ops->query(db,
                         "SELECT pk, name, birth_date, sex, address, phone, updated_at"
                         " FROM emr_patients WHERE patient_id = ? AND issuer = ?",
                         k, 2, take_patient, &r, NULL, err))
         return false;
     bool ok;
-    if (r.found && only_new) {
-        ok = true;
-    } else if (r.found) {
+    if (r.found) {
         const char *v[5] = {merge_value(p->name, r.vals[1]), merge_value(p->birth, r.vals[2]),
                             merge_value(p->sex, r.vals[3]), merge_value(p->address, r.vals[4]),
                             merge_value(p->phone, r.vals[5])};
@@ -205,22 +214,7 @@ static bool upsert_patient(mira__db *db, const patient *p, int64_t message_id, b
                             " WHERE pk = ?",
                             u, 8, NULL, NULL, NULL, err);
     } else {
-        mira__dbval u[10] = {mira__db_text(p->id),
-                             mira__db_text(p->issuer),
-                             mira__db_opt(merge_value(p->name, NULL)),
-                             mira__db_opt(merge_value(p->birth, NULL)),
-                             mira__db_opt(merge_value(p->sex, NULL)),
-                             mira__db_opt(merge_value(p->address, NULL)),
-                             mira__db_opt(merge_value(p->phone, NULL)),
-                             mira__db_int(message_id),
-                             mira__db_text(now),
-                             mira__db_text(now)};
-        bool found = false;
-        ok = mira__db_query_int(db,
-                                "INSERT INTO emr_patients (patient_id, issuer, name, birth_date,"
-                                " sex, address, phone, message_id, created_at, updated_at)"
-                                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING pk",
-                                u, 10, &r.pk, &found, err);
+        ok = insert_patient(db, p, message_id, now, &r.pk, err);
     }
     for (size_t i = 1; i < 7; i++)
         mira_free(r.vals[i]);

@@ -253,12 +253,9 @@ typedef struct send_run {
     bool broken; /* the connection failed: stop */
 } send_run;
 
-static void json_line(const char *const *kv, size_t n)
+/* Members of string values (NULL: null), kv holding key, value pairs. */
+static void json_members(mira_json_writer *w, const char *const *kv, size_t n)
 {
-    mira_json_writer *w = mira_json_writer_new(false);
-    if (!w)
-        return;
-    mira_json_begin_object(w);
     for (size_t i = 0; i + 1 < n; i += 2) {
         mira_json_key(w, kv[i]);
         if (kv[i + 1])
@@ -266,6 +263,11 @@ static void json_line(const char *const *kv, size_t n)
         else
             mira_json_null(w);
     }
+}
+
+/* The object w holds, ended and printed as one line. */
+static void json_print(mira_json_writer *w)
+{
     mira_json_end_object(w);
     size_t len;
     char *text = mira_json_writer_finish(w, &len, NULL);
@@ -275,6 +277,16 @@ static void json_line(const char *const *kv, size_t n)
     }
     mira_free(text);
     mira_json_writer_free(w);
+}
+
+static void json_line(const char *const *kv, size_t n)
+{
+    mira_json_writer *w = mira_json_writer_new(false);
+    if (!w)
+        return;
+    mira_json_begin_object(w);
+    json_members(w, kv, n);
+    json_print(w);
 }
 
 static bool send_one(void *ctx, const char *text, size_t len)
@@ -597,26 +609,12 @@ static bool list_one(void *ctx, const mira_hl7_stored *m)
                             "control_id", m->control_id, "message_type", m->message_type,
                             "version", m->version, "ack_code", m->ack_code, "error", m->error,
                             "processed_at", m->processed_at, "process_error", m->process_error};
-        for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i += 2) {
-            mira_json_key(w, kv[i]);
-            if (kv[i + 1])
-                mira_json_cstring(w, kv[i + 1]);
-            else
-                mira_json_null(w);
-        }
+        json_members(w, kv, sizeof kv / sizeof kv[0]);
         mira_json_key(w, "duplicates");
         mira_json_int(w, m->duplicates);
         mira_json_key(w, "message");
         mira_json_string(w, m->text, m->len);
-        mira_json_end_object(w);
-        size_t len;
-        char *text = mira_json_writer_finish(w, &len, NULL);
-        if (text) {
-            fwrite(text, 1, len, stdout);
-            fputc('\n', stdout);
-        }
-        mira_free(text);
-        mira_json_writer_free(w);
+        json_print(w);
         return true;
     }
     printf("%lld\t%s\t%s\t%s\t%s\t%s%s%s", (long long)m->id, m->received_at ? m->received_at : "",

@@ -100,17 +100,23 @@ def frame(data):
     return VT + (data.encode() if isinstance(data, str) else data) + FS + CR
 
 
+_left = {}  # bytes read past a frame, per socket (ACKs of messages sent together coalesce)
+
+
 def read_frame(sock, timeout=20.0):
     """One MLLP frame's content from sock (b"" if the connection closed first)."""
     sock.settimeout(timeout)
-    buf = b""
-    while not buf.endswith(FS + CR):
+    buf = _left.pop(sock, b"")
+    while FS + CR not in buf:
         got = sock.recv(65536)
         if not got:
             return b""
         buf += got
-    start = buf.index(VT)
-    return buf[start + 1:-2]
+    end = buf.index(FS + CR)
+    if len(buf) > end + 2:
+        _left[sock] = buf[end + 2:]
+    start = buf.rindex(VT, 0, end)
+    return buf[start + 1:end]
 
 
 def ack_of(text):
@@ -276,7 +282,8 @@ def test_tls(tmp_path, archive):
     from test_dimse_tls import make_ca, make_cert
     ca = make_ca(tmp_path, "hl7ca")
     cert, key = make_cert(tmp_path, "localhost", ca, "DNS:localhost,IP:127.0.0.1")
-    with Hl7Server(archive, "--hl7-tls", "--tls-cert", cert, "--tls-key", key) as s:
+    with Hl7Server(archive, "--hl7-tls", "--tls-cert", cert, "--tls-key", key,
+                   "--tls-port", "0") as s:
         ctx = ssl.create_default_context(cafile=str(ca[0]))
         with socket.create_connection(("127.0.0.1", s.port), 10) as raw, \
                 ctx.wrap_socket(raw, server_hostname="localhost") as sock:
