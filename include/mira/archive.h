@@ -207,7 +207,8 @@ MIRA_API bool mira_archive_delete(mira_archive *a, mira_level level, const char 
 
 /*
  * Change attributes of every instance of an entity: each element of `changes` replaces the
- * attribute (an element without a value empties it); each tag of `remove` is taken out. The
+ * attribute (an element without a value empties it; a Specific Character Set in `changes`
+ * only says how their text is encoded); each tag of `remove` is taken out. The
  * instances are rewritten as new versions (durably, like stores; the old blobs go once the
  * new ones are committed), the index follows, and every change is recorded in the history
  * with `reason` (may be NULL). Refused (MIRA_ERR_ARGUMENT): the UIDs of the hierarchy, SOP
@@ -222,6 +223,24 @@ MIRA_API bool mira_archive_modify(mira_archive *a, mira_level level, const char 
                                   const mira_dataset *changes, const mira_tag *remove,
                                   size_t nremove, const char *reason, uint64_t *instances,
                                   mira_error **err);
+
+/*
+ * Merge a patient into another (an HL7 A40, or two IDs found to be one person): every
+ * instance of the patient (patient_id, and issuer; issuer NULL: of any issuer) is rewritten
+ * with the attributes of `into`, which holds the survivor's Patient ID (needed) and Issuer of
+ * Patient ID (absent: none, the element is removed) and may hold other patient attributes (name,
+ * birth date, sex...: they replace the values of the instances of both patients); the name,
+ * birth date and sex it leaves out are the survivor's, when it is in the archive. Then, in one transaction, the
+ * studies move under the surviving patient (the patient is renamed when the survivor is not
+ * in the archive), the emptied patient goes, and the history records the change of each
+ * attribute under the old Patient ID. MIRA_ERR_NOT_FOUND when the archive has no such patient.
+ * A crash part way leaves the index as it was and some instances rewritten: running the same
+ * merge again finishes it. *instances (may be NULL): the instances rewritten.
+ */
+MIRA_API bool mira_archive_merge_patient(mira_archive *a, const char *patient_id,
+                                         const char *issuer, const mira_dataset *into,
+                                         const char *reason, uint64_t *instances,
+                                         mira_error **err);
 
 /* Told of each exported instance: its SOP Instance UID and the file written, or the error. */
 typedef void (*mira_export_fn)(void *ctx, const char *sop_instance_uid, const char *path,

@@ -50,26 +50,37 @@ static bool take_inst(void *ctx, const mira__dbval *c, size_t n)
     return true;
 }
 
-static bool list_instances(mira__db *db, mira_level level, const char *key, inst_vec *out,
-                           mira_error **err)
+/* The instances whose rows meet `where` (over i, s, st, p), in the order they came. */
+static bool list_where(mira__db *db, const char *where, const mira__dbval *p, size_t np,
+                       inst_vec *out, mira_error **err)
 {
-    static const char *const where[4] = {"p.patient_id = ?", "st.study_uid = ?", "s.series_uid = ?",
-                                         "i.sop_uid = ?"};
     char sql[512];
     snprintf(sql, sizeof sql,
              "SELECT i.pk, i.series_pk, s.study_pk, st.patient_pk, i.size_bytes, i.blob,"
              " i.checksum, i.sop_uid FROM instances i JOIN series s ON s.pk = i.series_pk"
              " JOIN studies st ON st.pk = s.study_pk JOIN patients p ON p.pk = st.patient_pk"
              " WHERE %s ORDER BY i.pk",
-             where[level]);
-    mira__dbval p = mira__db_text(key);
+             where);
     memset(out, 0, sizeof *out);
-    if (!mira__db_query(db, sql, &p, 1, take_inst, out, err))
+    if (!mira__db_query(db, sql, p, np, take_inst, out, err))
         return false;
     if (out->failed) {
+        mira_free(out->v);
+        out->v = NULL;
         mira_error_set(err, MIRA_ERR_NOMEM, NULL, "listing instances");
         return false;
     }
+    return true;
+}
+
+static bool list_instances(mira__db *db, mira_level level, const char *key, inst_vec *out,
+                           mira_error **err)
+{
+    static const char *const where[4] = {"p.patient_id = ?", "st.study_uid = ?", "s.series_uid = ?",
+                                         "i.sop_uid = ?"};
+    mira__dbval p = mira__db_text(key);
+    if (!list_where(db, where[level], &p, 1, out, err))
+        return false;
     if (!out->n) {
         mira_error_set(err, MIRA_ERR_NOT_FOUND, "Not found", "no %s %s in the archive",
                        level == MIRA_LEVEL_PATIENT ? "patient" : mira__level_table(level), key);
@@ -405,12 +416,28 @@ static void old_add(char **list, char *v)
     mira_free(parts);
 }
 
+/* The changes, less their Specific Character Set: that one says how their text is encoded. */
+static size_t change_count(const mira_dataset *changes)
+{
+    return mira_dataset_count(changes) - (mira_dataset_get(changes, 0x00080005) ? 1 : 0);
+}
+
+static const mira_element *change_at(const mira_dataset *changes, size_t i)
+{
+    for (size_t k = 0; k < mira_dataset_count(changes); k++) {
+        const mira_element *e = mira_dataset_at(changes, k);
+        if (mira_element_tag(e) != 0x00080005 && i-- == 0)
+            return e;
+    }
+    return NULL;
+}
+
 /* Apply the changes to one instance's data set. */
 static bool apply(mira_dataset *ds, const mira_dataset *changes, const mira_tag *remove,
                   size_t nremove, bool *needs_utf8, mira_error **err)
 {
-    for (size_t i = 0; i < mira_dataset_count(changes); i++) {
-        const mira_element *e = mira_dataset_at(changes, i);
+    for (size_t i = 0; i < change_count(changes); i++) {
+        const mira_element *e = change_at(changes, i);
         mira_tag tag = mira_element_tag(e);
         mira_vr vr = mira_element_vr(e);
         if (vr == MIRA_VR_SQ) {
@@ -438,6 +465,57 @@ static bool apply(mira_dataset *ds, const mira_dataset *changes, const mira_tag 
     return true;
 }
 
+/*
+ * Rewrite each instance of iv with the changes, as new versions; old[c] (may be NULL)
+ * gathers the values that change c replaces. *done counts the instances rewritten.
+ */
+static bool rewrite(mira_archive *a, const inst_vec *iv, const mira_dataset *changes,
+                    const mira_tag *remove, size_t nremove, char **old, uint64_t *done,
+                    mira_error **err)
+{
+    size_t nchanges = change_count(changes);
+    mira_read_options ro;
+    mira_read_options_init(&ro);
+    ro.no_mmap = true; /* the blob is replaced while the data set is in use */
+    bool ok = true;
+    for (size_t i = 0; ok && i < iv->n; i++) {
+        char *path = mira__blob_file(a, iv->v[i].blob);
+        mira_file *f = path ? mira_file_read(path, &ro, err) : NULL;
+        mira_free(path);
+        if (!f)
+            return false;
+        mira_dataset *ds = mira_file_dataset(f);
+        for (size_t c = 0; old && c < nchanges + nremove; c++)
+            old_add(&old[c],
+                    history_text(ds, c < nchanges ? mira_element_tag(change_at(changes, c))
+                                                  : remove[c - nchanges]));
+        bool needs_utf8 = false;
+        ok = apply(ds, changes, remove, nremove, &needs_utf8, err);
+        if (ok && needs_utf8) {
+            const char *cs = mira_dataset_charset(ds);
+            if (!*cs) {
+                ok = mira_dataset_set_string(ds, 0x00080005, MIRA_VR_CS, "ISO_IR 192", err) != NULL;
+            } else if (strcmp(cs, "ISO_IR 192") != 0) {
+                mira_error_set(err, MIRA_ERR_UNSUPPORTED, "Cannot modify",
+                               "instance %s uses the character set \"%s\"; non-ASCII values can "
+                               "only be written into ISO_IR 192 (UTF-8) instances",
+                               iv->v[i].sop, cs);
+                ok = false;
+            }
+        }
+        uint8_t *bytes = NULL;
+        size_t len = 0;
+        mira_store_result res;
+        ok = ok && mira_file_write_memory(f, mira_file_transfer_syntax(f), &bytes, &len, err) &&
+             mira__archive_store_replace(a, bytes, len, iv->v[i].sop, &res, err);
+        mira_free(bytes);
+        mira_file_free(f);
+        if (ok)
+            (*done)++;
+    }
+    return ok;
+}
+
 /* The index rows of a level under the entity whose columns the changes touch. */
 static bool update_rows(mira_archive *a, mira__db *db, mira_level level, const inst_vec *iv,
                         const mira_dataset *changes, const mira_tag *remove, size_t nremove,
@@ -456,8 +534,9 @@ static bool update_rows(mira_archive *a, mira__db *db, mira_level level, const i
         for (size_t k = 0; ok && k < mira__key_count; k++) {
             const mira__key *key = &mira__keys[k];
             if ((int)key->level != l || !key->column || key->kind == MIRA__KEY_COUNT ||
-                key->kind == MIRA__KEY_LIST || key->kind == MIRA__KEY_SEQ)
-                continue;
+                key->kind == MIRA__KEY_LIST || key->kind == MIRA__KEY_SEQ ||
+                key->tag == 0x00100020 || key->tag == 0x00100021)
+                continue; /* the patient's identity is the merge's (mira_archive_merge_patient) */
             const mira_element *e = mira_dataset_get(changes, key->tag);
             bool removed = false;
             for (size_t r = 0; r < nremove; r++)
@@ -539,6 +618,25 @@ static bool update_rows(mira_archive *a, mira__db *db, mira_level level, const i
     return ok;
 }
 
+/* One change in the history. */
+static bool record_change(mira__db *db, const char *now, mira_level level, const char *entity,
+                          mira_tag tag, const char *old, const char *nv, const char *reason,
+                          uint64_t instances, mira_error **err)
+{
+    mira__dbval p[8] = {mira__db_text(now),
+                        mira__db_int(level),
+                        mira__db_text(entity),
+                        mira__db_int(tag),
+                        mira__db_text(old ? old : ""),
+                        mira__db_text(nv ? nv : ""),
+                        mira__db_text(reason),
+                        mira__db_int((int64_t)instances)};
+    return db->ops->query(db,
+                          "INSERT INTO modifications (at, level, entity, tag, old_value,"
+                          " new_value, reason, instances) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                          p, 8, NULL, NULL, NULL, err);
+}
+
 bool mira_archive_modify(mira_archive *a, mira_level level, const char *key,
                          const mira_dataset *changes, const mira_tag *remove, size_t nremove,
                          const char *reason, uint64_t *instances, mira_error **err)
@@ -549,10 +647,10 @@ bool mira_archive_modify(mira_archive *a, mira_level level, const char *key,
         return false;
     }
     /* what may change */
-    size_t nchanges = mira_dataset_count(changes);
+    size_t nchanges = change_count(changes);
     for (size_t i = 0; i < nchanges + nremove; i++) {
         mira_tag tag =
-            i < nchanges ? mira_element_tag(mira_dataset_at(changes, i)) : remove[i - nchanges];
+            i < nchanges ? mira_element_tag(change_at(changes, i)) : remove[i - nchanges];
         const mira__key *k = mira__key_find(tag);
         const mira_dict_entry *de = mira_dict_find(tag);
         const char *kw = de && de->keyword[0] ? de->keyword : "";
@@ -588,46 +686,7 @@ bool mira_archive_modify(mira_archive *a, mira_level level, const char *key,
     char **old = mira_calloc(nchanges + nremove + 1, sizeof *old);
     bool ok = old != NULL;
     uint64_t done = 0;
-    mira_read_options ro;
-    mira_read_options_init(&ro);
-    ro.no_mmap = true; /* the blob is replaced while the data set is in use */
-    for (size_t i = 0; ok && i < iv.n; i++) {
-        char *path = mira__blob_file(a, iv.v[i].blob);
-        mira_file *f = path ? mira_file_read(path, &ro, err) : NULL;
-        mira_free(path);
-        if (!f) {
-            ok = false;
-            break;
-        }
-        mira_dataset *ds = mira_file_dataset(f);
-        for (size_t c = 0; c < nchanges + nremove; c++)
-            old_add(&old[c],
-                    history_text(ds, c < nchanges ? mira_element_tag(mira_dataset_at(changes, c))
-                                                  : remove[c - nchanges]));
-        bool needs_utf8 = false;
-        ok = apply(ds, changes, remove, nremove, &needs_utf8, err);
-        if (ok && needs_utf8) {
-            const char *cs = mira_dataset_charset(ds);
-            if (!*cs) {
-                ok = mira_dataset_set_string(ds, 0x00080005, MIRA_VR_CS, "ISO_IR 192", err) != NULL;
-            } else if (strcmp(cs, "ISO_IR 192") != 0) {
-                mira_error_set(err, MIRA_ERR_UNSUPPORTED, "Cannot modify",
-                               "instance %s uses the character set \"%s\"; non-ASCII values can "
-                               "only be written into ISO_IR 192 (UTF-8) instances",
-                               iv.v[i].sop, cs);
-                ok = false;
-            }
-        }
-        uint8_t *bytes = NULL;
-        size_t len = 0;
-        mira_store_result res;
-        ok = ok && mira_file_write_memory(f, mira_file_transfer_syntax(f), &bytes, &len, err) &&
-             mira__archive_store_replace(a, bytes, len, iv.v[i].sop, &res, err);
-        mira_free(bytes);
-        mira_file_free(f);
-        if (ok)
-            done++;
-    }
+    ok = ok && rewrite(a, &iv, changes, remove, nremove, old, &done, err);
     /* the rows above the instances, and the history, in one transaction */
     char now[32];
     mira__now(now);
@@ -635,20 +694,9 @@ bool mira_archive_modify(mira_archive *a, mira_level level, const char *key,
     ok = in_tx && update_rows(a, db, level, &iv, changes, remove, nremove, now, err);
     for (size_t c = 0; ok && c < nchanges + nremove; c++) {
         mira_tag tag =
-            c < nchanges ? mira_element_tag(mira_dataset_at(changes, c)) : remove[c - nchanges];
+            c < nchanges ? mira_element_tag(change_at(changes, c)) : remove[c - nchanges];
         char *nv = c < nchanges ? history_text(changes, tag) : mira_strdup("");
-        mira__dbval p[8] = {mira__db_text(now),
-                            mira__db_int(level),
-                            mira__db_text(key),
-                            mira__db_int(tag),
-                            mira__db_text(old[c] ? old[c] : ""),
-                            mira__db_text(nv ? nv : ""),
-                            mira__db_text(reason),
-                            mira__db_int((int64_t)done)};
-        ok = db->ops->query(db,
-                            "INSERT INTO modifications (at, level, entity, tag, old_value,"
-                            " new_value, reason, instances) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            p, 8, NULL, NULL, NULL, err);
+        ok = record_change(db, now, level, key, tag, old[c], nv, reason, done, err);
         mira_free(nv);
     }
     if (in_tx && ok)
@@ -662,6 +710,224 @@ bool mira_archive_modify(mira_archive *a, mira_level level, const char *key,
     mira__archive_db_release(a, db);
     if (instances)
         *instances = done;
+    return ok;
+}
+
+/* ------------------------------------------------------------------ merge */
+
+typedef struct texts {
+    bool found;
+    char *v[3];
+} texts;
+
+static bool take_texts(void *ctx, const mira__dbval *c, size_t n)
+{
+    texts *t = ctx;
+    t->found = true;
+    for (size_t i = 0; i < n && i < 3; i++)
+        t->v[i] = c[i].type == MIRA__DB_TEXT ? mira_strdup(c[i].s) : NULL;
+    return false;
+}
+
+/*
+ * The attributes the merged instances take (owned, UTF-8): those of `into`, and for the
+ * name, birth date and sex it leaves out, the survivor's in the index (*found when it is
+ * there, its key in *target).
+ */
+static mira_dataset *survivor(mira__db *db, const mira_dataset *into, const char *id,
+                              const char *issuer, int64_t *target, bool *found, mira_error **err)
+{
+    mira__dbval k[2] = {mira__db_text(id), mira__db_text(issuer)};
+    if (!mira__db_query_int(db, "SELECT pk FROM patients WHERE patient_id = ? AND issuer = ?", k,
+                            2, target, found, err))
+        return NULL;
+    mira_dataset *full = mira_dataset_new(NULL);
+    bool ok = full && mira_dataset_set_string(full, 0x00080005, MIRA_VR_CS, "ISO_IR 192", err);
+    for (size_t i = 0; ok && i < change_count(into); i++) {
+        const mira_element *e = change_at(into, i);
+        size_t len = 0;
+        const uint8_t *b = mira_element_bytes(e, &len);
+        if (mira_vr_is_string(mira_element_vr(e))) {
+            char *text = mira_element_get_text(e, NULL);
+            ok = mira_dataset_set_string(full, mira_element_tag(e), mira_element_vr(e),
+                                         text ? text : "", err) != NULL;
+            mira_free(text);
+        } else {
+            ok = mira_dataset_set_bytes(full, mira_element_tag(e), mira_element_vr(e), b, len,
+                                        err) != NULL;
+        }
+    }
+    texts t = {0};
+    if (ok && *found) {
+        mira__dbval pk = mira__db_int(*target);
+        ok = db->ops->query(db, "SELECT patient_name, birth_date, sex FROM patients WHERE pk = ?",
+                            &pk, 1, take_texts, &t, NULL, err);
+    }
+    static const struct {
+        mira_tag tag;
+        mira_vr vr;
+    } own[3] = {{0x00100010, MIRA_VR_PN}, {0x00100030, MIRA_VR_DA}, {0x00100040, MIRA_VR_CS}};
+    for (size_t i = 0; ok && t.found && i < 3; i++)
+        if (!mira_dataset_get(into, own[i].tag))
+            ok = mira_dataset_set_string(full, own[i].tag, own[i].vr, t.v[i] ? t.v[i] : "",
+                                         err) != NULL;
+    for (size_t i = 0; i < 3; i++)
+        mira_free(t.v[i]);
+    if (!ok) {
+        mira_dataset_free(full);
+        return NULL;
+    }
+    return full;
+}
+
+bool mira_archive_merge_patient(mira_archive *a, const char *patient_id, const char *issuer,
+                                const mira_dataset *into, const char *reason, uint64_t *instances,
+                                mira_error **err)
+{
+    if (instances)
+        *instances = 0;
+    char *to_id = into ? history_text(into, 0x00100020) : NULL;
+    char *to_issuer = into ? history_text(into, 0x00100021) : NULL;
+    bool ok = patient_id && *patient_id && to_id && *to_id && to_issuer;
+    if (!ok)
+        mira_error_set(err, MIRA_ERR_ARGUMENT, "Bad merge",
+                       "the Patient ID of the patient merged and of the one it is merged into "
+                       "are needed");
+    for (size_t i = 0; ok && i < change_count(into); i++) {
+        mira_tag tag = mira_element_tag(change_at(into, i));
+        const mira__key *k = mira__key_find(tag);
+        if (!k || k->level != MIRA_LEVEL_PATIENT || k->kind == MIRA__KEY_COUNT ||
+            k->kind == MIRA__KEY_LIST || mira_element_vr(change_at(into, i)) == MIRA_VR_SQ) {
+            const mira_dict_entry *de = mira_dict_find(tag);
+            mira_error_set(err, MIRA_ERR_ARGUMENT, "Bad merge",
+                           "(%04X,%04X) %s is not an attribute of the patient", tag >> 16,
+                           tag & 0xFFFF, de && de->keyword[0] ? de->keyword : "");
+            ok = false;
+        }
+    }
+    if (ok && strcmp(patient_id, to_id) == 0 && (!issuer || strcmp(issuer, to_issuer) == 0)) {
+        mira_error_set(err, MIRA_ERR_ARGUMENT, "Bad merge", "patient %s cannot be merged into itself",
+                       patient_id);
+        ok = false;
+    }
+    mira__db *db = ok ? mira__archive_db_acquire(a, err) : NULL;
+    ok = ok && db;
+    /* the survivor's attributes: those given, else (when it is in the archive) its own */
+    int64_t target = 0;
+    bool found = false;
+    mira_dataset *full = ok ? survivor(db, into, to_id, to_issuer, &target, &found, err) : NULL;
+    ok = ok && full;
+    /* the instances of the patient merged (not those of the survivor, when the issuer is open);
+     * with attributes beyond the identity, the survivor's too, so that all of them agree */
+    inst_vec iv = {0}, sv = {0};
+    if (ok) {
+        mira__dbval p[4] = {mira__db_text(patient_id), mira__db_text(to_id),
+                            mira__db_text(to_issuer), mira__db_text(issuer)};
+        if (issuer) {
+            p[1] = p[3];
+            p[2] = mira__db_text(to_id);
+            p[3] = mira__db_text(to_issuer);
+        }
+        ok = list_where(db,
+                        issuer ? "p.patient_id = ? AND p.issuer = ? AND NOT (p.patient_id = ? AND"
+                                 " p.issuer = ?)"
+                               : "p.patient_id = ? AND NOT (p.patient_id = ? AND p.issuer = ?)",
+                        p, issuer ? 4 : 3, &iv, err);
+        if (ok && !iv.n) {
+            mira_error_set(err, MIRA_ERR_NOT_FOUND, "Not found", "no patient %s%s%s in the archive",
+                           patient_id, issuer && *issuer ? " of " : "", issuer ? issuer : "");
+            ok = false;
+        }
+    }
+    if (ok && found && change_count(into) > 1 + (mira_dataset_get(into, 0x00100021) != NULL)) {
+        mira__dbval t = mira__db_int(target);
+        ok = list_where(db, "p.pk = ?", &t, 1, &sv, err);
+    }
+    /* the instances first, as new versions; an issuer not given is removed */
+    size_t nchanges = ok ? change_count(full) : 0;
+    char **old = ok ? mira_calloc(nchanges + 1, sizeof *old) : NULL;
+    ok = ok && old;
+    const mira_tag no_issuer = 0x00100021;
+    bool drop_issuer = !mira_dataset_get(into, 0x00100021);
+    uint64_t done = 0;
+    ok = ok && rewrite(a, &iv, full, &no_issuer, drop_issuer ? 1 : 0, old, &done, err) &&
+         rewrite(a, &sv, full, &no_issuer, drop_issuer ? 1 : 0, NULL, &done, err);
+    /* then the index, in one transaction: the studies under the survivor (the patient renamed
+     * when the survivor is not in the archive), the emptied patient gone, the history */
+    char now[32];
+    mira__now(now);
+    bool in_tx = ok && db->ops->begin_write(db, err);
+    ok = in_tx;
+    int64_t *pats = ok ? mira_malloc((iv.n + 1) * sizeof *pats) : NULL;
+    int64_t *studies = ok ? mira_malloc((iv.n + 1) * sizeof *studies) : NULL;
+    ok = ok && pats && studies;
+    if (ok) {
+        mira__dbval k[2] = {mira__db_text(to_id), mira__db_text(to_issuer)};
+        ok = mira__db_query_int(db, "SELECT pk FROM patients WHERE patient_id = ? AND issuer = ?",
+                                k, 2, &target, &found, err);
+    }
+    size_t np = 0, ns = 0;
+    if (ok) {
+        for (size_t i = 0; i < iv.n; i++) {
+            pats[i] = iv.v[i].patient_pk;
+            studies[i] = iv.v[i].study_pk;
+        }
+        np = distinct(pats, iv.n);
+        ns = distinct(studies, iv.n);
+        if (!found) {
+            target = pats[0];
+            mira__dbval u[4] = {mira__db_text(to_id), mira__db_text(to_issuer),
+                                mira__db_text(now), mira__db_int(target)};
+            ok = db->ops->query(db,
+                                "UPDATE patients SET patient_id = ?, issuer = ?, updated_at = ?"
+                                " WHERE pk = ?",
+                                u, 4, NULL, NULL, NULL, err);
+        }
+    }
+    for (size_t i = 0; ok && i < ns; i++) {
+        mira__dbval u[3] = {mira__db_int(target), mira__db_text(now), mira__db_int(studies[i])};
+        ok = db->ops->query(db, "UPDATE studies SET patient_pk = ?, updated_at = ? WHERE pk = ?", u,
+                            3, NULL, NULL, NULL, err);
+    }
+    if (ok) {
+        inst one = {0};
+        one.patient_pk = target;
+        inst_vec tv = {&one, 1, 1, false};
+        size_t kept = 0, w = 0;
+        uint64_t dropped = 0;
+        for (size_t i = 0; i < np; i++)
+            if (pats[i] != target)
+                pats[w++] = pats[i];
+        ok = update_rows(a, db, MIRA_LEVEL_PATIENT, &tv, full, NULL, 0, now, err) &&
+             drop_empty(db, MIRA_LEVEL_PATIENT, pats, w, &kept, &dropped, err);
+        pats[kept++] = target;
+        ok = ok && recount(db, NULL, 0, NULL, 0, pats, kept, now, err);
+    }
+    for (size_t c = 0; ok && c < nchanges; c++) {
+        mira_tag tag = mira_element_tag(change_at(full, c));
+        char *nv = history_text(full, tag);
+        ok = record_change(db, now, MIRA_LEVEL_PATIENT, patient_id, tag, old[c], nv, reason, done,
+                           err);
+        mira_free(nv);
+    }
+    if (in_tx && ok)
+        ok = mira__db_commit(db, err);
+    else if (in_tx)
+        mira__db_rollback(db);
+    if (ok && instances)
+        *instances = done;
+    for (size_t c = 0; old && c < nchanges; c++)
+        mira_free(old[c]);
+    mira_free(old);
+    mira_free(pats);
+    mira_free(studies);
+    mira_free(iv.v);
+    mira_free(sv.v);
+    mira_dataset_free(full);
+    if (db)
+        mira__archive_db_release(a, db);
+    mira_free(to_id);
+    mira_free(to_issuer);
     return ok;
 }
 

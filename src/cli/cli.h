@@ -27,6 +27,7 @@ int mira_cli_check(int argc, char **argv);
 int mira_cli_cat(int argc, char **argv);
 int mira_cli_delete(int argc, char **argv);
 int mira_cli_modify(int argc, char **argv);
+int mira_cli_merge(int argc, char **argv);
 int mira_cli_history(int argc, char **argv);
 int mira_cli_export(int argc, char **argv);
 int mira_cli_deid(int argc, char **argv);

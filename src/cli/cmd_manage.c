@@ -1,4 +1,4 @@
-/* mira delete, mira modify and mira history: managing what the archive holds. */
+/* mira delete, mira modify, mira merge and mira history: managing what the archive holds. */
 #include "cli.h"
 
 #include <stdlib.h>
@@ -116,6 +116,39 @@ static void modify_usage(FILE *out)
             "exit status: 0 modified, 1 not found or refused, 2 wrong usage\n");
 }
 
+/* --set KEY=VALUE (into changes) or --remove KEY (onto remove); false after saying why. */
+static bool set_or_remove(bool set, const char *v, mira_dataset *changes, mira_tag *remove,
+                          size_t *nremove, const char *cmd)
+{
+    char name[128];
+    const char *eq = strchr(v, '=');
+    size_t nl = eq ? (size_t)(eq - v) : strlen(v);
+    mira_tag tag;
+    mira_vr vr;
+    snprintf(name, sizeof name, "%.*s", (int)(nl < 127 ? nl : 127), v);
+    if (!mira_cli_lookup_tag(name, &tag, &vr) || (set && !eq) || vr == MIRA_VR_SQ) {
+        fprintf(stderr, "mira %s: '%s' is not %s with a known keyword or tag\n", cmd, v,
+                set ? "KEY=VALUE" : "KEY");
+        return false;
+    }
+    if (!set) {
+        remove[(*nremove)++] = tag;
+    } else if (mira_vr_is_string(vr)) {
+        mira_dataset_set_string(changes, tag, vr, eq + 1, NULL);
+    } else {
+        char *end;
+        long long x = strtoll(eq + 1, &end, 10);
+        uint8_t b[4] = {(uint8_t)x, (uint8_t)(x >> 8), (uint8_t)(x >> 16), (uint8_t)(x >> 24)};
+        size_t sz = mira_vr_value_size(vr);
+        if (*end || !sz || sz > 4) {
+            fprintf(stderr, "mira %s: %s takes a number\n", cmd, name);
+            return false;
+        }
+        mira_dataset_set_bytes(changes, tag, vr, b, *(eq + 1) ? sz : 0, NULL);
+    }
+    return true;
+}
+
 int mira_cli_modify(int argc, char **argv)
 {
     mira_archive_cli opts = {NULL, NULL, -1, NULL};
@@ -150,34 +183,8 @@ int mira_cli_modify(int argc, char **argv)
         } else if (strcmp(a, "--reason") == 0 && i + 1 < argc) {
             reason = argv[++i];
         } else if ((strcmp(a, "--set") == 0 || strcmp(a, "--remove") == 0) && i + 1 < argc) {
-            const char *v = argv[++i];
-            char name[128];
-            const char *eq = strchr(v, '=');
-            size_t nl = eq ? (size_t)(eq - v) : strlen(v);
-            mira_tag tag;
-            mira_vr vr;
-            snprintf(name, sizeof name, "%.*s", (int)(nl < 127 ? nl : 127), v);
-            if (!mira_cli_lookup_tag(name, &tag, &vr) || (a[2] == 's' && !eq) || vr == MIRA_VR_SQ) {
-                fprintf(stderr, "mira modify: '%s' is not %s with a known keyword or tag\n", v,
-                        a[2] == 's' ? "KEY=VALUE" : "KEY");
+            if (!set_or_remove(a[2] == 's', argv[++i], changes, remove, &nremove, "modify"))
                 goto done;
-            }
-            if (a[2] == 'r') {
-                remove[nremove++] = tag;
-            } else if (mira_vr_is_string(vr)) {
-                mira_dataset_set_string(changes, tag, vr, eq + 1, NULL);
-            } else {
-                char *end;
-                long long x = strtoll(eq + 1, &end, 10);
-                uint8_t b[4] = {(uint8_t)x, (uint8_t)(x >> 8), (uint8_t)(x >> 16),
-                                (uint8_t)(x >> 24)};
-                size_t sz = mira_vr_value_size(vr);
-                if (*end || !sz || sz > 4) {
-                    fprintf(stderr, "mira modify: %s takes a number\n", name);
-                    goto done;
-                }
-                mira_dataset_set_bytes(changes, tag, vr, b, *(eq + 1) ? sz : 0, NULL);
-            }
         } else if (a[0] == '-' && a[1] == '-') {
             fprintf(stderr, "mira modify: unknown option '%s'\n", a);
             modify_usage(stderr);
@@ -189,8 +196,7 @@ int mira_cli_modify(int argc, char **argv)
             goto done;
         }
     }
-    mira_dataset_remove(changes, 0x00080005);
-    if (!have_level || !key || (mira_dataset_count(changes) == 0 && nremove == 0)) {
+    if (!have_level || !key || (mira_dataset_count(changes) <= 1 && nremove == 0)) {
         fprintf(stderr, "mira modify: give --level, a KEY and at least one --set or --remove\n");
         modify_usage(stderr);
         goto done;
@@ -213,6 +219,122 @@ int mira_cli_modify(int argc, char **argv)
 done:
     mira_dataset_free(changes);
     free(remove);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ merge */
+
+static void merge_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: mira merge [options] PATIENT_ID --into PATIENT_ID [--set KEY=VALUE]...\n\n"
+            "Merge a patient into another: every instance of the first is rewritten with the\n"
+            "survivor's Patient ID and Issuer of Patient ID (and the attributes given with\n"
+            "--set), its studies move under the survivor, and the change is recorded (see\n"
+            "mira history PATIENT_ID). When the survivor is not in the archive the patient is\n"
+            "renamed. Running a merge that was cut short again finishes it.\n\n"
+            "options:\n" MIRA_ARCHIVE_CLI_HELP
+            "  --issuer I         the issuer of the patient merged (default: any)\n"
+            "  --into ID          the surviving patient's ID (required)\n"
+            "  --into-issuer I    the surviving patient's issuer (default: none)\n"
+            "  --set KEY=VALUE    a patient attribute of the survivor (PatientName, ...)\n"
+            "  --reason TEXT      why (kept in the history)\n"
+            "  --json             the result as a JSON object\n"
+            "  -h, --help         this help\n\n"
+            "exit status: 0 merged, 1 not found or refused, 2 wrong usage\n");
+}
+
+int mira_cli_merge(int argc, char **argv)
+{
+    mira_archive_cli opts = {NULL, NULL, -1, NULL};
+    const char *key = NULL, *issuer = NULL, *into = NULL, *into_issuer = NULL, *reason = NULL;
+    bool json = false;
+    mira_dataset *changes = mira_dataset_new(NULL);
+    int rc = MIRA_EXIT_USAGE;
+    mira_dataset_set_string(changes, 0x00080005, MIRA_VR_CS, "ISO_IR 192", NULL);
+    for (int i = 1; i < argc; i++) {
+        int r = mira_cli_archive_option(argc, argv, &i, &opts);
+        if (r < 0) {
+            fprintf(stderr, "mira merge: %s needs a value\n", argv[i]);
+            goto done;
+        }
+        if (r > 0)
+            continue;
+        const char *a = argv[i];
+        if (mira_cli_is_help(a)) {
+            merge_usage(stdout);
+            rc = MIRA_EXIT_OK;
+            goto done;
+        } else if (strcmp(a, "--json") == 0) {
+            json = true;
+        } else if (strcmp(a, "--issuer") == 0 && i + 1 < argc) {
+            issuer = argv[++i];
+        } else if (strcmp(a, "--into") == 0 && i + 1 < argc) {
+            into = argv[++i];
+        } else if (strcmp(a, "--into-issuer") == 0 && i + 1 < argc) {
+            into_issuer = argv[++i];
+        } else if (strcmp(a, "--reason") == 0 && i + 1 < argc) {
+            reason = argv[++i];
+        } else if (strcmp(a, "--set") == 0 && i + 1 < argc) {
+            if (!set_or_remove(true, argv[++i], changes, NULL, NULL, "merge"))
+                goto done;
+        } else if (a[0] == '-' && a[1] == '-') {
+            fprintf(stderr, "mira merge: unknown option '%s'\n", a);
+            merge_usage(stderr);
+            goto done;
+        } else if (!key) {
+            key = a;
+        } else {
+            fprintf(stderr, "mira merge: one PATIENT_ID at a time\n");
+            goto done;
+        }
+    }
+    if (!key || !into || !*into) {
+        fprintf(stderr, "mira merge: give a PATIENT_ID and --into PATIENT_ID\n");
+        merge_usage(stderr);
+        goto done;
+    }
+    mira_dataset_set_string(changes, 0x00100020, MIRA_VR_LO, into, NULL);
+    if (into_issuer && *into_issuer)
+        mira_dataset_set_string(changes, 0x00100021, MIRA_VR_LO, into_issuer, NULL);
+    mira_archive *ar = mira_cli_open_archive("merge", &opts, false);
+    if (!ar) {
+        rc = MIRA_EXIT_INPUT;
+        goto done;
+    }
+    uint64_t n = 0;
+    mira_error *err = NULL;
+    if (mira_archive_merge_patient(ar, key, issuer, changes, reason, &n, &err)) {
+        if (json) {
+            mira_json_writer *w = mira_json_writer_new(false);
+            mira_json_begin_object(w);
+            mira_json_key(w, "patient_id");
+            mira_json_cstring(w, key);
+            mira_json_key(w, "into");
+            mira_json_cstring(w, into);
+            mira_json_key(w, "into_issuer");
+            mira_json_cstring(w, into_issuer ? into_issuer : "");
+            mira_json_key(w, "instances");
+            mira_json_int(w, (int64_t)n);
+            mira_json_end_object(w);
+            size_t len = 0;
+            char *text = mira_json_writer_finish(w, &len, NULL);
+            if (text)
+                printf("%s\n", text);
+            mira_free(text);
+            mira_json_writer_free(w);
+        } else {
+            printf("%s: merged into %s, %llu instances rewritten\n", key, into,
+                   (unsigned long long)n);
+        }
+        rc = MIRA_EXIT_OK;
+    } else {
+        rc = MIRA_EXIT_INPUT;
+        mira_cli_report("merge", err);
+    }
+    mira_archive_close(ar);
+done:
+    mira_dataset_free(changes);
     return rc;
 }
 

@@ -25,6 +25,7 @@ static const command commands[] = {
     {"cat", mira_cli_cat, "write a stored instance (by SOP Instance UID) as it is stored"},
     {"delete", mira_cli_delete, "delete patients, studies, series or instances"},
     {"modify", mira_cli_modify, "change attributes of a patient, study, series or instance"},
+    {"merge", mira_cli_merge, "merge a patient into another (its studies move, Patient ID rewritten)"},
     {"history", mira_cli_history, "list the modifications made with mira modify"},
     {"export", mira_cli_export, "copy matching instances to a folder (optionally with a DICOMDIR)"},
     {"deid", mira_cli_deid, "de-identify files or an archive query (PS3.15 Basic Profile)"},

@@ -193,3 +193,92 @@ def test_usage_errors(archive):
     assert archive.run("delete", "--help").returncode == 0
     assert archive.run("modify", "--help").returncode == 0
     assert archive.run("history", "--help").returncode == 0
+    assert archive.run("merge", "--help").returncode == 0
+
+
+def cat(archive, tmp_path, sop):
+    out = tmp_path / "got.dcm"
+    archive.run("cat", sop, "-o", out)
+    return pydicom.dcmread(out)
+
+
+def test_merge_into_existing_patient(loaded, tmp_path):
+    archive, files = loaded
+    src = [pydicom.dcmread(p) for p in files]
+    archive.run("merge", "PAT2", "--into", "PAT1", "--reason", "ADT A40")
+    s = stats(archive)
+    assert s["patients"] == 1 and s["instances"] == len(files)
+    assert s["studies"] == len({d.StudyInstanceUID for d in src})
+    # every instance of PAT2 now names PAT1, with PAT1's name; PAT1's own are as they were
+    for d in src:
+        got = cat(archive, tmp_path, d.SOPInstanceUID)
+        assert got.PatientID == "PAT1" and got.PatientName == "Name^PAT1"
+        assert "IssuerOfPatientID" not in got
+        assert got.StudyInstanceUID == d.StudyInstanceUID
+        assert got.get("PixelData") == d.get("PixelData")
+    pat = find(archive, "patient", "PatientID=PAT1", "NumberOfPatientRelatedStudies",
+               "NumberOfPatientRelatedInstances")
+    assert len(pat) == 1
+    assert int(value(pat[0], "00201200")) == len({d.StudyInstanceUID for d in src})
+    assert int(value(pat[0], "00201204")) == len(files)
+    assert len(find(archive, "study", "PatientID=PAT2")) == 0
+    assert len(find(archive, "study", "PatientID=PAT1")) == len({d.StudyInstanceUID for d in src})
+    hist = [json.loads(line) for line in archive.run("history", "--json", "PAT2").stdout.splitlines()]
+    ids = [h for h in hist if h["keyword"] == "PatientID"]
+    assert len(ids) == 1 and (ids[0]["old"], ids[0]["new"], ids[0]["reason"]) == ("PAT2", "PAT1",
+                                                                                   "ADT A40")
+    assert ids[0]["instances"] == sum(d.PatientID == "PAT2" for d in src)
+    check_clean(archive)
+    # again: the patient is gone, exit 1, nothing changes
+    proc = archive.run("merge", "PAT2", "--into", "PAT1", check=False)
+    assert proc.returncode == 1 and b"no patient PAT2" in proc.stderr
+    assert stats(archive)["instances"] == len(files)
+
+
+def test_merge_into_new_identifier_renames(loaded, tmp_path):
+    archive, files = loaded
+    src = [pydicom.dcmread(p) for p in files]
+    out = archive.run("merge", "PAT2", "--into", "MRN-77", "--into-issuer", "HOSP", "--set",
+                      "PatientName=Nüñez^José", "--set", "PatientSex=M", "--json").stdout
+    res = json.loads(out)
+    assert res["instances"] == sum(d.PatientID == "PAT2" for d in src)
+    assert stats(archive)["patients"] == 2
+    for d in src:
+        got = cat(archive, tmp_path, d.SOPInstanceUID)
+        if d.PatientID == "PAT2":
+            assert (got.PatientID, got.IssuerOfPatientID) == ("MRN-77", "HOSP")
+            assert str(got.PatientName) == "Nüñez^José" and got.PatientSex == "M"
+            assert got.SpecificCharacterSet == "ISO_IR 192"
+        else:
+            assert got.PatientID == "PAT1" and got.PatientName == d.PatientName
+    m = find(archive, "patient", "PatientID=MRN-77", "IssuerOfPatientID", "PatientName")
+    assert value(m[0], "00100021") == "HOSP" and value(m[0], "00100010") == "Nüñez^José"
+    check_clean(archive)
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["PAT2", "--into", "PAT1", "--set", "StudyDescription=x"], 1, b"not an attribute of the patient"),
+    (["PAT1", "--into", "PAT1"], 1, b"into itself"),
+    (["NOBODY", "--into", "PAT1"], 1, b"no patient NOBODY"),
+    (["PAT2"], 2, b"--into"),
+])
+def test_merge_refusals(loaded, args, code, message):
+    archive, files = loaded
+    before = {p: archive.run("cat", pydicom.dcmread(p).SOPInstanceUID).stdout for p in files}
+    proc = archive.run("merge", *args, check=False)
+    assert proc.returncode == code and message in proc.stderr
+    for p in files:
+        assert archive.run("cat", pydicom.dcmread(p).SOPInstanceUID).stdout == before[p]
+    assert archive.run("history").stdout == b""
+
+
+def test_modify_non_ascii_name(loaded, tmp_path):
+    archive, files = loaded
+    archive.run("modify", "--level", "patient", "PAT1", "--set", "PatientName=Müller^Jörg")
+    for p in files:
+        d = pydicom.dcmread(p)
+        if d.PatientID == "PAT1":
+            got = cat(archive, tmp_path, d.SOPInstanceUID)
+            assert str(got.PatientName) == "Müller^Jörg"
+    m = find(archive, "patient", "PatientID=PAT1", "PatientName")
+    assert value(m[0], "00100010") == "Müller^Jörg"
