@@ -1,5 +1,5 @@
 /* Acting on the HL7 messages kept (migration 8): ADT keeps the patients' demographics and
- * identifiers, ORM^O01 / OMI^O23 orders become worklist entries, ORU^R01 reports are kept in
+ * identifiers (and those of their images: an A40 merges the images too), ORM^O01 / OMI^O23 orders become worklist entries, ORU^R01 reports are kept in
  * versions by accession number. */
 #include "archive/archive_int.h"
 #include "core/base64.h"
@@ -607,6 +607,168 @@ static bool item_apply(mira__db *db, item *it, mira_error **err)
                                 u, 3, NULL, NULL, NULL, err);
 }
 
+/* ------------------------------------------------------------------ the DICOM index */
+
+/* HL7 table 0001 (F, M, O, U, A, N) as DICOM's Patient's Sex (F, M, O; empty: unknown). */
+static const char *dicom_sex(const char *sex)
+{
+    if (strcmp(sex, "F") == 0 || strcmp(sex, "M") == 0 || strcmp(sex, "O") == 0)
+        return sex;
+    if (strcmp(sex, "A") == 0 || strcmp(sex, "N") == 0)
+        return "O";
+    return "";
+}
+
+/*
+ * The demographics the message sends, as DICOM patient attributes (in `into`, whose text is
+ * UTF-8): an empty field is left out (it keeps the value), "" (two double quotes) empties it.
+ */
+static bool demographics_of(const patient *p, mira_dataset *into, mira_error **err)
+{
+    const struct {
+        mira_tag tag;
+        mira_vr vr;
+        const char *v;
+    } d[3] = {{0x00100010, MIRA_VR_PN, p->name},
+              {0x00100030, MIRA_VR_DA, p->birth},
+              {0x00100040, MIRA_VR_CS, p->sex}};
+    bool ok = mira_dataset_set_string(into, 0x00080005, MIRA_VR_CS, "ISO_IR 192", err) != NULL;
+    for (size_t i = 0; ok && i < 3; i++) {
+        if (!d[i].v || !*d[i].v)
+            continue;
+        const char *v = strcmp(d[i].v, "\"\"") == 0 ? "" : d[i].v;
+        if (d[i].tag == 0x00100040 && *v)
+            v = dicom_sex(v);
+        ok = mira_dataset_set_string(into, d[i].tag, d[i].vr, v, err) != NULL;
+    }
+    return ok;
+}
+
+typedef struct dicom_patient {
+    bool found;
+    char *issuer, *name, *birth, *sex;
+} dicom_patient;
+
+static bool take_dicom_patient(void *ctx, const mira__dbval *c, size_t n)
+{
+    dicom_patient *d = ctx;
+    if (n < 4 || d->found)
+        return false;
+    d->found = true;
+    char **v[4] = {&d->issuer, &d->name, &d->birth, &d->sex};
+    for (size_t i = 0; i < 4; i++)
+        *v[i] = mira_strdup(c[i].type == MIRA__DB_TEXT ? c[i].s : "");
+    return false;
+}
+
+static void dicom_patient_free(dicom_patient *d)
+{
+    mira_free(d->issuer);
+    mira_free(d->name);
+    mira_free(d->birth);
+    mira_free(d->sex);
+}
+
+/* The DICOM index's patient of an HL7 identifier: of its assigning authority, else (images
+ * often carry no issuer) of none. */
+static bool dicom_patient_of(mira__db *db, const char *id, const char *issuer, dicom_patient *d,
+                             mira_error **err)
+{
+    memset(d, 0, sizeof *d);
+    mira__dbval k[2] = {mira__db_text(id), mira__db_text(issuer)};
+    static const char *const sql = "SELECT issuer, patient_name, birth_date, sex FROM patients"
+                                   " WHERE patient_id = ? AND issuer = ?";
+    if (!db->ops->query(db, sql, k, 2, take_dicom_patient, d, NULL, err))
+        return false;
+    if (!d->found && *issuer) {
+        k[1] = mira__db_text("");
+        return db->ops->query(db, sql, k, 2, take_dicom_patient, d, NULL, err);
+    }
+    return true;
+}
+
+/* Whether the message changes the DICOM index: an A40 whose prior patient has images, or
+ * demographics that differ from those of the patient's images. */
+static bool touches_dicom(mira__db *db, const item *it, mira_error **err, bool *yes)
+{
+    *yes = false;
+    if (!it->act || !it->adt || !it->demographics)
+        return true;
+    bool merge = strcmp(it->event, "A40") == 0;
+    char *prior = merge ? get(it->m, "MRG-1.1") : NULL, *pissuer = merge ? get(it->m, "MRG-1.4")
+                                                                          : NULL;
+    dicom_patient d;
+    bool ok = merge ? prior && pissuer && dicom_patient_of(db, prior, pissuer, &d, err)
+                    : dicom_patient_of(db, it->p.id, it->p.issuer, &d, err);
+    if (ok && d.found) {
+        if (merge) {
+            *yes = true;
+        } else {
+            mira_dataset *want = mira_dataset_new(NULL);
+            ok = want && demographics_of(&it->p, want, err);
+            const char *have[3] = {d.name, d.birth, d.sex};
+            static const mira_tag tags[3] = {0x00100010, 0x00100030, 0x00100040};
+            for (size_t i = 0; ok && i < 3; i++) {
+                mira_element *e = mira_dataset_get(want, tags[i]);
+                char *v = e ? mira_element_get_text(e, NULL) : NULL;
+                if (e && strcmp(v ? v : "", have[i]) != 0)
+                    *yes = true;
+                mira_free(v);
+            }
+            mira_dataset_free(want);
+        }
+    }
+    if (ok)
+        dicom_patient_free(&d);
+    mira_free(prior);
+    mira_free(pissuer);
+    return ok;
+}
+
+/* An ADT message on the DICOM index (outside any transaction: the instances are rewritten
+ * first): an A40 merges the prior patient's images into the survivor's; other updates change
+ * the demographics of the patient's images. What fails is said in it->why. */
+static void apply_dicom(mira_archive *a, mira__db *db, item *it)
+{
+    bool merge = strcmp(it->event, "A40") == 0;
+    char *prior = merge ? get(it->m, "MRG-1.1") : NULL, *pissuer = merge ? get(it->m, "MRG-1.4")
+                                                                          : NULL;
+    char *control = get(it->m, "MSH-10");
+    char reason[128];
+    snprintf(reason, sizeof reason, "HL7 ADT^%.8s %.64s", it->event, control ? control : "");
+    mira_error *e = NULL;
+    mira_dataset *into = mira_dataset_new(NULL);
+    dicom_patient src = {0}, dst = {0};
+    bool ok = into && demographics_of(&it->p, into, &e);
+    if (ok && merge) {
+        /* the issuers the index knows them by */
+        ok = prior && pissuer && dicom_patient_of(db, prior, pissuer, &src, &e) &&
+             dicom_patient_of(db, it->p.id, it->p.issuer, &dst, &e);
+        const char *to_issuer = dst.found ? dst.issuer : it->p.issuer;
+        ok = ok && mira_dataset_set_string(into, 0x00100020, MIRA_VR_LO, it->p.id, &e);
+        if (ok && *to_issuer)
+            ok = mira_dataset_set_string(into, 0x00100021, MIRA_VR_LO, to_issuer, &e) != NULL;
+        ok = ok && (!src.found || mira_archive_merge_patient(a, prior, src.issuer, into, reason,
+                                                             NULL, &e));
+    } else if (ok) {
+        ok = mira_archive_modify(a, MIRA_LEVEL_PATIENT, it->p.id, into, NULL, 0, reason, NULL, &e);
+    }
+    if (!ok) {
+        size_t n = strlen(it->why);
+        snprintf(it->why + n, sizeof it->why - n, "%sthe images were not changed: %s",
+                 n ? "; " : "", e ? mira_error_get_message(e) : "out of memory");
+    }
+    mira_error_free(e);
+    if (src.found)
+        dicom_patient_free(&src);
+    if (dst.found)
+        dicom_patient_free(&dst);
+    mira_dataset_free(into);
+    mira_free(prior);
+    mira_free(pissuer);
+    mira_free(control);
+}
+
 /* ------------------------------------------------------------------ the queue */
 
 typedef struct todo {
@@ -683,16 +845,22 @@ bool mira_archive_hl7_apply(mira_archive *a, size_t max, size_t *done, mira_erro
         l.v[i].text = NULL;
     }
     /* in order: an order alone (its worklist entry has transactions of its own, on other
-     * connections), the messages between orders together in one transaction, one sync */
+     * connections), so too an ADT message that changes images (they are rewritten first), the
+     * messages between those together in one transaction, one sync */
     for (size_t i = 0; ok && i < l.n;) {
-        bool order = items[i].act && (items[i].orm || items[i].omi);
+        bool order = items[i].act && (items[i].orm || items[i].omi), dicom = false;
         size_t j = i + 1;
-        if (order) {
+        ok = touches_dicom(db, &items[i], err, &dicom);
+        if (ok && order) {
             ok = apply_order(a, items[i].m, &items[i].p, items[i].omi, items[i].why,
                              sizeof items[i].why, err);
-        } else {
-            while (j < l.n && !(items[j].act && (items[j].orm || items[j].omi)))
-                j++;
+        } else if (ok && dicom) {
+            apply_dicom(a, db, &items[i]);
+        } else if (ok) {
+            for (bool next = false; ok && j < l.n && !next; j += !next) {
+                ok = touches_dicom(db, &items[j], err, &next);
+                next = next || (items[j].act && (items[j].orm || items[j].omi));
+            }
         }
         if (ok) {
             ok = db->ops->begin_write(db, err);

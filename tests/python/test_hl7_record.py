@@ -90,14 +90,14 @@ def report_text(msg):
     return "\n".join(lines)
 
 
-def store_study(tmp_path, port, patient_id, accession):
+def store_study(tmp_path, port, patient_id, accession, name="OBRIEN^MARY"):
     ds = Dataset()
     ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
     ds.SOPInstanceUID = pydicom.uid.generate_uid()
     ds.StudyInstanceUID = pydicom.uid.generate_uid()
     ds.SeriesInstanceUID = pydicom.uid.generate_uid()
     ds.PatientID = patient_id
-    ds.PatientName = "OBRIEN^MARY"
+    ds.PatientName = name
     ds.AccessionNumber = accession
     ds.Modality = "CT"
     ds.StudyDate = "20261210"
@@ -284,3 +284,108 @@ def test_messages_not_acted_on_say_why(archive):
     assert record(archive, "NOBODY") is None
     r = run_mira("patient", *archive.args, "NOBODY", check=False)
     assert r.returncode == 1 and b"NOBODY" in r.stderr
+
+
+def study_find(port, out_dir, **keys):
+    """A study-level C-FIND by DCMTK's findscu; the responses as pydicom data sets."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for f in out_dir.glob("rsp*.dcm"):
+        f.unlink()
+    args = ["findscu", "-S", "-aet", "FINDSCU", "-aec", "MIRA", "-X", "-od", str(out_dir),
+            "-k", "QueryRetrieveLevel=STUDY"]
+    for k, v in keys.items():
+        args += ["-k", f"{k}={v}" if v else k]
+    p = subprocess.run([*args, "127.0.0.1", str(port)], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return [pydicom.dcmread(f) for f in sorted(out_dir.glob("rsp*.dcm"))]
+
+
+def study_get(port, out_dir, study_uid):
+    """The instances of a study, retrieved by DCMTK's getscu, as pydicom data sets."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    p = subprocess.run(["getscu", "-S", "-aet", "GETSCU", "-aec", "MIRA", "-od", str(out_dir),
+                        "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study_uid}",
+                        "127.0.0.1", str(port)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr[-2000:]
+    got = [pydicom.dcmread(f) for f in sorted(out_dir.iterdir())]
+    assert got
+    return got
+
+
+def wait_processed(archive, control, timeout=30):
+    """The row of a kept message once it was acted on."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = [json.loads(x) for x in run_mira("hl7", "messages", *archive.args, "--json")
+                .stdout.decode().splitlines()]
+        row = [r for r in rows if r["control_id"] == control]
+        if row and row[0]["processed_at"]:
+            return row[0]
+        time.sleep(0.1)
+    raise AssertionError(f"message {control} was not acted on")
+
+
+def test_merge_moves_the_images_under_the_survivor(tmp_path, archive):
+    def pid(mrn, name):
+        return seg("PID", {1: "1", 3: f"{mrn}^^^HOSP^MR", 5: name, 7: "19500101", 8: "M"})
+    a = message("ADT^A01^ADT_A01", "G-1", seg("EVN", {1: "A01"}), pid("MRN-1", "ROE^RICHARD"))
+    b = message("ADT^A01^ADT_A01", "G-2", seg("EVN", {1: "A01"}), pid("MRN-2", "ROE^RICK"))
+    merge = message("ADT^A40^ADT_A39", "G-3", seg("EVN", {1: "A40"}),
+                    pid("MRN-1", "ROE^RICHARD^P"), seg("MRG", {1: "MRN-2^^^HOSP^MR"}))
+    with Hl7Server(archive) as s:
+        send_all(s.port, a, b)
+        kept = store_study(tmp_path, s.dicom_port, "MRN-1", "ACC-G1", "ROE^RICHARD")
+        moved = store_study(tmp_path, s.dicom_port, "MRN-2", "ACC-G2", "ROE^RICK")
+        send_all(s.port, merge)
+        row = wait_processed(archive, "G-3")
+        assert not row["process_error"], row
+        # DCMTK's findscu: both studies under the survivor, none left under the prior ID
+        got = study_find(s.dicom_port, tmp_path / "f1", PatientID="MRN-1", StudyInstanceUID="",
+                         PatientName="")
+        assert sorted(r.StudyInstanceUID for r in got) == sorted([kept, moved])
+        want_name = xpn_to_pn(hl7.parse(merge).segment("PID")(5))
+        assert {str(r.PatientName) for r in got} == {want_name}
+        assert study_find(s.dicom_port, tmp_path / "f2", PatientID="MRN-2",
+                          StudyInstanceUID="") == []
+        # the files retrieved by getscu say so too
+        for uid in (kept, moved):
+            for d in study_get(s.dicom_port, tmp_path / f"get-{uid}", uid):
+                assert (d.PatientID, str(d.PatientName)) == ("MRN-1", want_name)
+    rec = record(archive, "MRN-1")
+    assert sorted(st["study_uid"] for st in rec["studies"]) == sorted([kept, moved])
+    assert {st["patient_id"] for st in rec["studies"]} == {"MRN-1"}
+    hist = [json.loads(x) for x in run_mira("history", *archive.args, "--json", "MRN-2")
+            .stdout.decode().splitlines()]
+    assert any(h["keyword"] == "PatientID" and h["new"] == "MRN-1" and "A40" in h["reason"]
+               for h in hist)
+
+
+def test_demographics_update_reaches_the_images(tmp_path, archive):
+    pid = seg("PID", {1: "1", 3: "MRN-5^^^HOSP^MR", 5: "SMITH^JOHN", 7: "19610203", 8: "M"})
+    a01 = message("ADT^A01^ADT_A01", "D-1", seg("EVN", {1: "A01"}), pid)
+    pid8 = seg("PID", {1: "1", 3: "MRN-5^^^HOSP^MR", 5: "SMYTHE^JOHN^Q", 7: "19610302",
+                       8: "U"})
+    a08 = message("ADT^A08^ADT_A01", "D-2", seg("EVN", {1: "A08"}), pid8)
+    other = message("ADT^A08^ADT_A01", "D-3", seg("EVN", {1: "A08"}),
+                    seg("PID", {1: "1", 3: "MRN-6^^^HOSP^MR", 5: "NOBODY^ELSE"}))
+    with Hl7Server(archive) as s:
+        send_all(s.port, a01)
+        uid = store_study(tmp_path, s.dicom_port, "MRN-5", "ACC-D1", "SMITH^JOHN")
+        send_all(s.port, a08, other)
+        for c in ("D-2", "D-3"):
+            row = wait_processed(archive, c)
+            assert not row["process_error"], row
+        f = hl7.parse(a08).segment("PID")
+        got = study_find(s.dicom_port, tmp_path / "f", StudyInstanceUID=uid, PatientName="",
+                         PatientBirthDate="", PatientSex="")
+        assert len(got) == 1
+        assert str(got[0].PatientName) == xpn_to_pn(f(5))
+        assert got[0].PatientBirthDate == str(f(7))
+        assert got[0].PatientSex == ""  # HL7 U (unknown) is DICOM's empty value
+        for d in study_get(s.dicom_port, tmp_path / "get", uid):
+            assert str(d.PatientName) == xpn_to_pn(f(5)) and d.PatientBirthDate == str(f(7))
+    hist = [json.loads(x) for x in run_mira("history", *archive.args, "--json", "MRN-5")
+            .stdout.decode().splitlines()]
+    assert {h["keyword"] for h in hist} == {"PatientName", "PatientBirthDate", "PatientSex"}
+    assert all("A08" in h["reason"] for h in hist)
