@@ -265,8 +265,23 @@ static const char *const migration_8 =
     "CREATE INDEX hl7_messages_todo ON hl7_messages (id)"
     " WHERE processed_at IS NULL AND ack_code = 'AA';";
 
-static const char *const migrations[] = {migration_1, migration_2, migration_3, migration_4,
-                                         migration_5, migration_6, migration_7, migration_8};
+/*
+ * Version 9: a patient is unique by Patient ID and issuer only when it has a Patient ID; files
+ * without one no longer make a single patient of everyone (store.c matches them by name, birth
+ * date and sex). The common text is empty: the UNIQUE constraint of version 1 is dropped by
+ * each backend its own way (backend_specific), then the partial unique index replaces it.
+ * SQLite cannot drop a table constraint: its patients table is rebuilt, which it does only
+ * with foreign keys off, in a transaction of its own (own_transaction).
+ */
+static const char *const migration_9 = "";
+
+static const char *const migrations[] = {migration_1, migration_2, migration_3,
+                                         migration_4, migration_5, migration_6,
+                                         migration_7, migration_8, migration_9};
+
+/* On SQLite, the migrations (by version - 1) that run alone, with foreign keys off. */
+static const bool own_transaction[] = {false, false, false, false, false,
+                                       false, false, false, true};
 
 /*
  * What a migration needs that the two backends spell differently, run after it in the same
@@ -292,6 +307,35 @@ static const struct {
      " FOR EACH ROW EXECUTE FUNCTION mira_audit_append_only();"
      "CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit"
      " FOR EACH STATEMENT EXECUTE FUNCTION mira_audit_append_only();"},
+    {NULL, NULL},
+    {NULL, NULL},
+    {NULL, NULL},
+    {NULL, NULL},
+    {"CREATE TABLE patients_v9 ("
+     " pk INTEGER PRIMARY KEY,"
+     " patient_id TEXT NOT NULL,"
+     " issuer TEXT NOT NULL DEFAULT '',"
+     " patient_name TEXT, patient_name_ci TEXT,"
+     " birth_date TEXT, birth_time TEXT, birth_time_n TEXT,"
+     " sex TEXT, other_ids TEXT, other_names TEXT, other_names_ci TEXT,"
+     " ethnic_group TEXT, comments TEXT,"
+     " num_studies INTEGER NOT NULL DEFAULT 0, num_series INTEGER NOT NULL DEFAULT 0,"
+     " num_instances INTEGER NOT NULL DEFAULT 0, size_bytes INTEGER NOT NULL DEFAULT 0,"
+     " created_at TEXT NOT NULL, updated_at TEXT NOT NULL);"
+     "INSERT INTO patients_v9 (pk, patient_id, issuer, patient_name, patient_name_ci, birth_date,"
+     " birth_time, birth_time_n, sex, other_ids, other_names, other_names_ci, ethnic_group,"
+     " comments, num_studies, num_series, num_instances, size_bytes, created_at, updated_at)"
+     " SELECT pk, patient_id, issuer, patient_name, patient_name_ci, birth_date, birth_time,"
+     " birth_time_n, sex, other_ids, other_names, other_names_ci, ethnic_group, comments,"
+     " num_studies, num_series, num_instances, size_bytes, created_at, updated_at FROM patients;"
+     "DROP TABLE patients;"
+     "ALTER TABLE patients_v9 RENAME TO patients;"
+     "CREATE INDEX patients_name ON patients (patient_name);"
+     "CREATE INDEX patients_name_ci ON patients (patient_name_ci);"
+     "CREATE INDEX patients_id ON patients (patient_id);"
+     "CREATE UNIQUE INDEX patients_key ON patients (patient_id, issuer) WHERE patient_id <> '';",
+     "ALTER TABLE patients DROP CONSTRAINT patients_patient_id_issuer_key;"
+     "CREATE UNIQUE INDEX patients_key ON patients (patient_id, issuer) WHERE patient_id <> '';"},
 };
 
 /*
@@ -349,9 +393,14 @@ static char *dialect(const char *sql, bool postgres)
     return out;
 }
 
-bool mira__schema_migrate(mira__db *db, mira_error **err)
+/*
+ * The migrations from the index's version on, in one transaction; on SQLite, one that needs a
+ * transaction of its own ends the run before it (*next is then its version - 1), unless it is
+ * the first (alone true: the caller turned foreign keys off for it). *next is the schema
+ * version when all are done.
+ */
+static bool migrate_some(mira__db *db, bool postgres, bool alone, int64_t *next, mira_error **err)
 {
-    bool postgres = strcmp(db->ops->name, "postgresql") == 0;
     if (!db->ops->begin_write(db, err))
         return false;
     /* the version table itself is the same on both backends */
@@ -372,13 +421,17 @@ bool mira__schema_migrate(mira__db *db, mira_error **err)
                        (long long)version, mira__schema_version());
         goto fail;
     }
-    for (int64_t v = version; v < mira__schema_version(); v++) {
+    int64_t v = version;
+    for (; v < mira__schema_version(); v++) {
+        bool own = !postgres && own_transaction[v];
+        if (own && (v > version || !alone))
+            break; /* after a commit, with foreign keys off */
         char *sql = dialect(migrations[v], postgres);
         if (!sql) {
             mira_error_set(err, MIRA_ERR_NOMEM, NULL, "schema migration %lld", (long long)v + 1);
             goto fail;
         }
-        bool ok = mira__db_exec(db, sql, err);
+        bool ok = !*sql || mira__db_exec(db, sql, err);
         mira_free(sql);
         if (!ok) {
             mira_error_prefix(err, "schema migration to version %lld: ", (long long)v + 1);
@@ -391,6 +444,20 @@ bool mira__schema_migrate(mira__db *db, mira_error **err)
         if (extra && !mira__db_exec(db, extra, err)) {
             mira_error_prefix(err, "schema migration to version %lld: ", (long long)v + 1);
             goto fail;
+        }
+        if (own) {
+            /* what the rebuild must not have broken (a row is a foreign key violation) */
+            int64_t bad = 0;
+            bool any = false;
+            if (!mira__db_query_int(db, "PRAGMA foreign_key_check", NULL, 0, &bad, &any, err))
+                goto fail;
+            if (any) {
+                mira_error_set(err, MIRA_ERR_INVALID, "Index damaged",
+                               "schema migration to version %lld: the index has rows whose "
+                               "parent is missing (mira check --repair)",
+                               (long long)v + 1);
+                goto fail;
+            }
         }
         if (postgres && (size_t)v < sizeof postgres_trigrams / sizeof postgres_trigrams[0] &&
             postgres_trigrams[v]) {
@@ -410,8 +477,28 @@ bool mira__schema_migrate(mira__db *db, mira_error **err)
                             err))
             goto fail;
     }
+    *next = v;
     return mira__db_commit(db, err);
 fail:
     mira__db_rollback(db);
     return false;
+}
+
+bool mira__schema_migrate(mira__db *db, mira_error **err)
+{
+    bool postgres = strcmp(db->ops->name, "postgresql") == 0;
+    int64_t next = 0;
+    bool alone = false;
+    for (;;) {
+        if (alone && !mira__db_exec(db, "PRAGMA foreign_keys=OFF", err))
+            return false;
+        bool ok = migrate_some(db, postgres, alone, &next, err);
+        if (alone && !mira__db_exec(db, "PRAGMA foreign_keys=ON", ok ? err : NULL))
+            ok = false;
+        if (!ok)
+            return false;
+        if (next >= mira__schema_version())
+            return true;
+        alone = true; /* the next one is SQLite's own_transaction */
+    }
 }

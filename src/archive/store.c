@@ -896,9 +896,21 @@ static bool commit_one(mira_archive *a, mira__db *db, mira__pending *p, const ch
     row_clear(&r);
     if (ok && !patient_pk) {
         const char *pid = value_of(p, 0x00100020), *iss = value_of(p, 0x00100021);
-        mira__dbval pq[2] = {mira__db_text(pid ? pid : ""), mira__db_text(iss ? iss : "")};
-        ok = mira__db_query(db, "SELECT pk FROM patients WHERE patient_id = ? AND issuer = ?", pq,
-                            2, take_row, &r, err);
+        const char *name = value_of(p, 0x00100010), *birth = value_of(p, 0x00100030),
+                   *sex = value_of(p, 0x00100040);
+        mira__dbval pq[5] = {mira__db_text(pid ? pid : ""), mira__db_text(iss ? iss : ""),
+                             mira__db_text(name ? name : ""), mira__db_text(birth ? birth : ""),
+                             mira__db_text(sex ? sex : "")};
+        if (pid && *pid)
+            ok = mira__db_query(db, "SELECT pk FROM patients WHERE patient_id = ? AND issuer = ?",
+                                pq, 2, take_row, &r, err);
+        else if (name && *name) /* no Patient ID: the patient of the same name, birth, sex */
+            ok = mira__db_query(db,
+                                "SELECT pk FROM patients WHERE patient_id = ? AND issuer = ? AND"
+                                " patient_name = ? AND COALESCE(birth_date, '') = ? AND"
+                                " COALESCE(sex, '') = ? ORDER BY pk LIMIT 1",
+                                pq, 5, take_row, &r, err);
+        /* (neither an ID nor a name: a patient of its own) */
         if (ok && r.found)
             patient_pk = r.a;
         row_clear(&r);

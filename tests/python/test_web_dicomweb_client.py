@@ -140,10 +140,7 @@ def test_search_for_studies(served):
         members = ref.studies[val(o, "0020000D")]
         ds = members[0]
         assert val(o, "00100020") == text(ds, "PatientID")
-        if text(ds, "PatientID"):
-            # (the archive makes one patient of all files without a Patient ID, named as one
-            # of them: test_studies_without_patient_id)
-            assert val(o, "00100010") == text(ds, "PatientName")
+        assert val(o, "00100010") == text(ds, "PatientName")
         if dicom_date(text(ds, "StudyDate")):
             assert val(o, "00080020") == text(ds, "StudyDate")
         assert val(o, "00200010") == text(ds, "StudyID")
@@ -938,8 +935,6 @@ def test_bulk_data_of_a_big_endian_instance(served, tmp_path):
 # Each of these fails against mira today; strict, so that a fix shows as XPASS and the marker
 # is taken off.
 
-@pytest.mark.xfail(strict=True, reason="mira makes one patient of all files with an empty "
-                   "Patient ID: their studies all answer one of them's Patient's Name")
 def test_studies_without_patient_id(served):
     srv, ref = served
     got = client(srv, "searchForStudies")["json"]
