@@ -694,7 +694,7 @@ static bool touches_dicom(mira__db *db, const item *it, mira_error **err, bool *
     *yes = false;
     if (!it->act || !it->adt || !it->demographics)
         return true;
-    bool merge = strcmp(it->event, "A40") == 0;
+    bool merge = it->event && strcmp(it->event, "A40") == 0;
     char *prior = merge ? get(it->m, "MRG-1.1") : NULL, *pissuer = merge ? get(it->m, "MRG-1.4")
                                                                           : NULL;
     dicom_patient d;
@@ -730,12 +730,13 @@ static bool touches_dicom(mira__db *db, const item *it, mira_error **err, bool *
  * the demographics of the patient's images. What fails is said in it->why. */
 static void apply_dicom(mira_archive *a, mira__db *db, item *it)
 {
-    bool merge = strcmp(it->event, "A40") == 0;
+    bool merge = it->event && strcmp(it->event, "A40") == 0;
     char *prior = merge ? get(it->m, "MRG-1.1") : NULL, *pissuer = merge ? get(it->m, "MRG-1.4")
                                                                           : NULL;
     char *control = get(it->m, "MSH-10");
     char reason[128];
-    snprintf(reason, sizeof reason, "HL7 ADT^%.8s %.64s", it->event, control ? control : "");
+    snprintf(reason, sizeof reason, "HL7 ADT^%.8s %.64s", it->event ? it->event : "",
+             control ? control : "");
     mira_error *e = NULL;
     mira_dataset *into = mira_dataset_new(NULL);
     dicom_patient src = {0}, dst = {0};
