@@ -181,6 +181,15 @@ MIRA_API bool mira_archive_instances(mira_archive *a, const char *study, const c
                                      void *ctx, mira_error **err);
 
 /*
+ * A token of what a study (series NULL) or one series of it holds now: it changes whenever an
+ * instance under it is added, replaced (modify and merge rewrite instances) or deleted, so
+ * that what is made from them (a series' metadata) can be kept until it does. Written into
+ * out. MIRA_ERR_NOT_FOUND if the archive has no such study, or no such series in it.
+ */
+MIRA_API bool mira_archive_version(mira_archive *a, const char *study, const char *series,
+                                   char out[96], mira_error **err);
+
+/*
  * The metadata of an instance as WADO-RS returns it (PS3.18 10.4.1.1.2): its data set (never
  * the file meta) in the DICOM JSON model, with every binary value over 1 KiB and Pixel Data
  * as a BulkDataURI relative to the instance, "@/7FE00010" ("@/ggggeeee/ITEM/ggggeeee" inside

@@ -102,3 +102,56 @@ bool mira_archive_instances(mira_archive *a, const char *study, const char *seri
     mira__archive_db_release(a, db);
     return ok && !l.failed;
 }
+
+typedef struct version_row {
+    bool found;
+    char text[96];
+} version_row;
+
+static bool take_version(void *ctx, const mira__dbval *c, size_t n)
+{
+    version_row *v = ctx;
+    if (n < 4)
+        return false;
+    v->found = true;
+    snprintf(v->text, sizeof v->text, "%lld:%s:%lld:%lld",
+             (long long)(c[0].type == MIRA__DB_INT ? c[0].i : 0),
+             c[1].type == MIRA__DB_TEXT ? c[1].s : "",
+             (long long)(c[2].type == MIRA__DB_INT ? c[2].i : 0),
+             (long long)(c[3].type == MIRA__DB_INT ? c[3].i : 0));
+    return false;
+}
+
+bool mira_archive_version(mira_archive *a, const char *study, const char *series, char out[96],
+                          mira_error **err)
+{
+    out[0] = 0;
+    if (!study) {
+        mira_error_set(err, MIRA_ERR_ARGUMENT, "Invalid argument", "version: a study is needed");
+        return false;
+    }
+    mira__db *db = mira__archive_db_acquire(a, err);
+    if (!db)
+        return false;
+    /* the row's key, its last change (microseconds), and what it holds */
+    mira__dbval p[2] = {mira__db_text(study), mira__db_text(series)};
+    version_row v = {0};
+    bool ok = series ? mira__db_query(db,
+                                      "SELECT s.pk, s.updated_at, s.num_instances, s.size_bytes"
+                                      " FROM series s JOIN studies st ON st.pk = s.study_pk"
+                                      " WHERE st.study_uid = ? AND s.series_uid = ?",
+                                      p, 2, take_version, &v, err)
+                     : mira__db_query(db,
+                                      "SELECT pk, updated_at, num_instances, size_bytes"
+                                      " FROM studies WHERE study_uid = ?",
+                                      p, 1, take_version, &v, err);
+    mira__archive_db_release(a, db);
+    if (ok && !v.found) {
+        mira_error_set(err, MIRA_ERR_NOT_FOUND, "Not found", "no such %s in the archive",
+                       series ? "series" : "study");
+        ok = false;
+    }
+    if (ok)
+        memcpy(out, v.text, sizeof v.text);
+    return ok;
+}

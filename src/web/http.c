@@ -62,6 +62,7 @@ struct mira_web_server {
     /* researchers' retrievals: the Basic Profile with UIDs retained (so that what QIDO-RS
      * shows them leads to what they retrieve), pseudonyms from the archive's key (deid_key) */
     mira_deid_context *deid;
+    mira__md_cache *cache; /* assembled metadata of studies and series (mdcache.c) */
 };
 
 typedef struct conn_state {
@@ -422,9 +423,7 @@ static void options_reply(const char *target, bool preflight, mira__http_reply *
     }
 }
 
-/* Compress a JSON body with gzip (RFC 1952) in place; false (the body unchanged) on a failure
- * or when it would not be smaller. */
-static bool gzip_body(mira__buf *body)
+bool mira__http_gzip(mira__buf *body)
 {
     z_stream z;
     memset(&z, 0, sizeof z);
@@ -493,6 +492,7 @@ static void serve(mira_web_server *s, struct MHD_Connection *c, const char *meth
                 .base_url = base,
                 .uri = rt.uri,
                 .deid = who->role == MIRA_ROLE_RESEARCHER ? s->deid : NULL,
+                .cache = s->cache,
             };
             mira__wado_serve(s->opt.archive, &q, r);
         }
@@ -565,8 +565,9 @@ static enum MHD_Result queue_reply(struct MHD_Connection *c, conn_state *cs,
     bool json = !streamed && r->content_type &&
                 (strncmp(r->content_type, "application/dicom+json", 22) == 0 ||
                  strncmp(r->content_type, "application/json", 16) == 0);
-    bool gzipped = json && cs && cs->gzip && r->body.len > 1024 && r->body.len < UINT32_MAX &&
-                   gzip_body(&r->body);
+    bool gzipped = json && ((cs && cs->gzip && r->body_gzipped) ||
+                            (cs && cs->gzip && !r->body_gzipped && r->body.len > 1024 &&
+                             r->body.len < UINT32_MAX && mira__http_gzip(&r->body)));
     if (streamed) { /* the response owns the stream from here, whatever happens */
         counted *k = cs ? mira_malloc(sizeof *k) : NULL;
         if (k) {
@@ -876,6 +877,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     } else if (cs->body.ctx) {
         cs->body.finish(cs->body.ctx, &r);
     } else if (cs->authorized) {
+        r.gzip_ok = cs->gzip;
         serve(s, c, method, cs->target, &cs->who, &r, &allow);
     } else {
         mira__http_reply_error(&r, 401, "not authorized");
@@ -1161,7 +1163,8 @@ mira_web_server *mira_web_server_new(const mira_web_server_options *opt, mira_er
     s->deid = mira_deid_context_new(&dopt, NULL);
     explicit_bzero(key, sizeof key);
     s->auth = mira__auth_new(opt->archive, opt->log, opt->log_ctx);
-    if (!s->auth) {
+    s->cache = mira__md_cache_new(MIRA__MD_CACHE_BYTES);
+    if (!s->auth || !s->cache) {
         mira_error_set(err, MIRA_ERR_NOMEM, NULL, "HTTP server");
         mira_web_server_free(s);
         return NULL;
@@ -1219,6 +1222,7 @@ void mira_web_server_free(mira_web_server *s)
     if (s->fd >= 0)
         close(s->fd);
     mira__auth_free(s->auth);
+    mira__md_cache_free(s->cache);
     mira_deid_context_free(s->deid);
     mira_free(s->bind);
     mira_free(s->cors);

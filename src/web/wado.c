@@ -641,6 +641,25 @@ static void serve_metadata(mira_archive *a, const mira__wado_request *q,
         mira__http_reply_error(r, 406, "metadata is answered as application/dicom+json");
         return;
     }
+    /* a series' metadata is kept from an earlier request while the series is unchanged (not
+     * a researcher's: theirs is made de-identified each time) */
+    char key[1400], token[96] = "";
+    bool cached = a && q->cache && !q->deid && q->level == MIRA_LEVEL_SERIES &&
+                  mira_archive_version(a, q->study, q->series, token, NULL);
+    if (cached) {
+        snprintf(key, sizeof key, "%s %s %s", q->base_url, q->study, q->series);
+        r->body.len = 0;
+        bool gz = false;
+        if (mira__md_cache_get(q->cache, key, token, r->gzip_ok, &r->body, &gz)) {
+            r->body_gzipped = gz;
+            note_uid(&r->studies, q->study); /* for the audit, as list_instances does */
+            note_uid(&r->series, q->series);
+            r->status = 200;
+            r->content_type = plain ? "application/json" : "application/dicom+json";
+            return;
+        }
+        r->body.len = 0;
+    }
     inst_list l;
     if (!list_instances(a, q, true, &l, r))
         return;
@@ -689,6 +708,8 @@ static void serve_metadata(mira_archive *a, const mira__wado_request *q,
                                        "retrieval: their pixels may show identifying text");
         return;
     }
+    if (cached && !b->failed)
+        mira__md_cache_put(q->cache, key, token, b->data, b->len);
     r->status = 200;
     r->content_type = plain ? "application/json" : "application/dicom+json";
 }

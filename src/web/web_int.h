@@ -11,6 +11,8 @@
 #include <sys/types.h>
 
 #define MIRA__HTTP_MAX_WARNINGS 4
+/* what the metadata cache of a web server keeps at most */
+#define MIRA__MD_CACHE_BYTES ((size_t)256 << 20)
 
 /* A reply being made: status, body, and the headers the services set. */
 typedef struct mira__http_reply {
@@ -42,7 +44,29 @@ typedef struct mira__http_reply {
     const char *allow;         /* a 405's Allow header (static text), or NULL */
     const char *cache_control; /* Cache-Control (static text), or NULL */
     char etag[48];             /* ETag (quoted), or "" */
+    bool gzip_ok;              /* (set by the server) the client takes gzip */
+    bool body_gzipped;         /* the body is gzip'd already (Content-Encoding: gzip) */
 } mira__http_reply;
+
+/* Compress a body with gzip (RFC 1952) in place; false (the body unchanged) on a failure or
+ * when it would not be smaller. */
+bool mira__http_gzip(mira__buf *body);
+
+/*
+ * The metadata cache (mdcache.c): assembled metadata bodies by key, valid while the archive's
+ * version token of their entity is the same, each also in gzip form once asked for; the least
+ * recently used go past max_bytes. Thread-safe. NULL is a cache that keeps nothing.
+ */
+typedef struct mira__md_cache mira__md_cache;
+mira__md_cache *mira__md_cache_new(size_t max_bytes);
+void mira__md_cache_free(mira__md_cache *c);
+/* Append the body kept for key, if its token is `token`, to out (gz: in gzip form, made now if
+ * need be; *gzipped says which it is). False: none (or another token: dropped). */
+bool mira__md_cache_get(mira__md_cache *c, const char *key, const char *token, bool gz,
+                        mira__buf *out, bool *gzipped);
+/* Keep a copy of body for key with its token (replacing what was kept). */
+void mira__md_cache_put(mira__md_cache *c, const char *key, const char *token, const void *body,
+                        size_t len);
 
 void mira__http_reply_init(mira__http_reply *r);
 void mira__http_reply_cleanup(mira__http_reply *r);
@@ -135,6 +159,7 @@ typedef struct mira__wado_request {
      * UIDs retained, as QIDO-RS shows them), instances whose pixels may show identifying
      * text (burned-in annotation risk high) withheld; NULL for others */
     mira_deid_context *deid;
+    mira__md_cache *cache; /* the server's metadata cache, or NULL */
 } mira__wado_request;
 
 /* Answer a retrieval (GET or HEAD) into r: the instances as multipart/related application/dicom

@@ -758,3 +758,68 @@ def test_researchers_pseudonyms_survive_a_restart(tmp_path):
     p = subprocess.run([mira_bin(), "serve", "--archive", str(a), "--bind", "127.0.0.1",
                         "--port", "0", "--http-port", "0"], capture_output=True, timeout=60)
     assert p.returncode != 0 and b"deid.key is not 32 bytes" in p.stderr, p.stderr
+
+
+# ------------------------------------------------------------------ the metadata cache
+
+def test_series_metadata_follows_every_change_of_the_series(tmp_path):
+    """A series' metadata is kept between requests (mdcache.c): each answer must still be what
+    the archive holds after instances are added, modified and deleted, plain and gzip'd."""
+    import gzip
+    src = quiet_read(TEST_FILES / "CT_small.dcm")
+    study, series = generate_uid(), generate_uid()
+    files = []
+    for k in range(6):
+        ds = src.copy()
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.InstanceNumber = k + 1
+        p = tmp_path / f"i{k}.dcm"
+        ds.save_as(p, write_like_original=False)
+        files.append(p)
+    archive = tmp_path / "archive"
+    args = ["--archive", str(archive)]
+    run_mira("import", *args, "--no-progress", *files[:5])
+    path = f"/dicomweb/studies/{study}/series/{series}/metadata"
+
+    def metadata(gz=False):
+        st, r, body = request(srv, path, {"Accept-Encoding": "gzip"} if gz else None)
+        assert st == 200, body[:300]
+        assert (r.getheader("Content-Encoding") == "gzip") == gz
+        return gzip.decompress(body) if gz else body
+
+    def sops(body):
+        return sorted(o["00080018"]["Value"][0] for o in json.loads(body))
+
+    def want(paths):
+        return sorted(quiet_read(p).SOPInstanceUID for p in paths)
+
+    with MiraServer(archive, archive_args=args, http=True) as srv:
+        first = metadata()
+        assert sops(first) == want(files[:5])
+        assert metadata() == first and metadata(gz=True) == first and metadata(gz=True) == first
+        # an instance added (by another process, into the same index)
+        run_mira("import", *args, "--no-progress", files[5])
+        assert sops(metadata()) == want(files) and sops(metadata(gz=True)) == want(files)
+        # the series modified: every instance rewritten
+        run_mira("modify", *args, "--level", "series", series, "--set",
+                 "SeriesDescription=after the change")
+        for body in (metadata(), metadata(gz=True)):
+            assert {o["0008103E"]["Value"][0] for o in json.loads(body)} == {"after the change"}
+        # an instance deleted
+        gone = quiet_read(files[2]).SOPInstanceUID
+        run_mira("delete", *args, "--level", "instance", gone)
+        left = [p for p in files if quiet_read(p).SOPInstanceUID != gone]
+        assert sops(metadata()) == want(left) and sops(metadata(gz=True)) == want(left)
+        # each answer is the files as they are now: pydicom's JSON of what mira cat gives
+        body = json.loads(metadata())
+        for o in body:
+            sop = o["00080018"]["Value"][0]
+            stored = quiet_read(io.BytesIO(run_mira("cat", *args, sop).stdout))
+            assert o["0008103E"]["Value"][0] == stored.SeriesDescription
+            assert o["00200013"]["Value"][0] == stored.InstanceNumber
+        # the whole series deleted: not found, not an old answer
+        run_mira("delete", *args, "--level", "series", series)
+        st, _, _ = request(srv, path)
+        assert st == 404
