@@ -4,7 +4,7 @@
 # usage: scripts/test.sh [--quick] [--no-fuzz]
 #   --quick    build/ only: skip the sanitizer tree, fuzzing and the slow tests (for developers)
 #   --no-fuzz  skip the libFuzzer runs (the sanitizer tree, with its corpus replays, still runs)
-# env: MIRA_FUZZ_SECONDS  time per fuzz target (default 30)
+# env: MIRA_FUZZ_SECONDS  time per fuzz target (default 20)
 #      MIRA_ASAN_PYTEST   extra pytest arguments for the sanitizer run, e.g. "-m asan" for a subset
 #
 # A throwaway PostgreSQL server (Debian's postgresql package) runs for the whole suite, so the
@@ -13,7 +13,9 @@
 # synchronous commits on) and is stopped and removed at exit; pytest finds it through
 # MIRA_TEST_POSTGRES. As root its programs run as the postgres user (PostgreSQL refuses root),
 # as anyone else as that user. If it cannot start, that is a failed step and the archive
-# tests run on SQLite only. Tests marked slow (pytest -m slow) run in the build/ pass only.
+# tests run on SQLite only. Tests marked slow (pytest -m slow) run in the build/ pass only, and
+# so do the PostgreSQL variants of modules other than the archive's and HL7's
+# (MIRA_TEST_POSTGRES_MODULES, tests/python/conftest.py).
 #
 # Installs missing Debian packages, sets up .venv from tests/requirements.txt and the npm
 # packages of each tests/*/package-lock.json (scripts/npm.sh), builds build/
@@ -47,7 +49,7 @@ done
 [ $quick = 1 ] && fuzz=0
 
 jobs=$(nproc 2>/dev/null || echo 2)
-fuzz_seconds=${MIRA_FUZZ_SECONDS:-30}
+fuzz_seconds=${MIRA_FUZZ_SECONDS:-20}
 pydicom_data=${MIRA_PYDICOM_DATA:-/usr/lib/python3/dist-packages/pydicom/data}
 logs=$(mktemp -d "${TMPDIR:-/tmp}/mira-test.XXXXXX")
 pg_dir=""
@@ -358,6 +360,9 @@ if [ $quick = 0 ]; then
         # go to files instead of stderr; they are printed here, and any report fails the run.
         mkdir -p "$logs/san"
         # shellcheck disable=SC2086 # MIRA_ASAN_PYTEST is a list of arguments
+        # PostgreSQL variants: those of the archive and HL7 modules (the index backend's own
+        # code); the other modules' PostgreSQL variants ran in the build/ pass.
+        MIRA_TEST_POSTGRES_MODULES=${MIRA_TEST_POSTGRES_MODULES-test_archive_,test_hl7_} \
         ASAN_OPTIONS=$ASAN_OPTIONS:log_path=$logs/san/asan UBSAN_OPTIONS=$UBSAN_OPTIONS:log_path=$logs/san/ubsan \
             run_pytest "build-asan" build-asan -m "not slow" ${MIRA_ASAN_PYTEST:-}
         # A file whose only lines are LeakSanitizer's "Unable to get registers from thread N"

@@ -292,6 +292,11 @@ def test_cancel_a_queued_job(tmp_path):
         assert job2["state"] == "cancelled" and job2["attempts"] == 0
 
 
+# storescp rests a second after each instance it stores: a send job of 12 instances (batches of
+# MIRA_JOB_SEND_BATCH = 8, its progress recorded after each) runs for a dozen seconds
+SLOW = ["--sleep-after", "1"]
+
+
 def slow_send_setup(tmp_path, n, backend="sqlite"):
     index = new_postgres_database() if backend == "postgresql" else None
     archive = Archive(tmp_path / "archive", backend, index)
@@ -302,7 +307,7 @@ def slow_send_setup(tmp_path, n, backend="sqlite"):
 
 def test_cancel_a_running_job(tmp_path):
     archive, study, _ = slow_send_setup(tmp_path, 12)
-    with Storescp(tmp_path / "rx", extra=["--sleep-during", "1"]) as peer, \
+    with Storescp(tmp_path / "rx", extra=SLOW) as peer, \
             start_serve(archive, peer.port) as srv:
         j = Jobs(srv, archive, peer)
         job = j.submit({"kind": "send", "study": study, "destination": "STORESCP"})
@@ -320,7 +325,7 @@ def test_kill_9_during_a_job_and_the_next_serve_finishes_it(tmp_path, backend):
     n = 12
     archive, study, paths = slow_send_setup(tmp_path, n, backend)
     sops = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in paths}
-    with Storescp(tmp_path / "rx", extra=["--sleep-during", "1"]) as peer:
+    with Storescp(tmp_path / "rx", extra=SLOW) as peer:
         srv = start_serve(archive, peer.port).__enter__()
         try:
             j = Jobs(srv, archive, peer)
@@ -351,7 +356,7 @@ def test_kill_9_during_a_job_and_the_next_serve_finishes_it(tmp_path, backend):
 
 def test_sigterm_leaves_a_running_job_queued(tmp_path):
     archive, study, _ = slow_send_setup(tmp_path, 12)
-    with Storescp(tmp_path / "rx", extra=["--sleep-during", "1"]) as peer:
+    with Storescp(tmp_path / "rx", extra=SLOW) as peer:
         with start_serve(archive, peer.port) as srv:
             j = Jobs(srv, archive, peer)
             job = j.submit({"kind": "send", "study": study, "destination": "STORESCP"})
