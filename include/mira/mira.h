@@ -7,6 +7,7 @@
 #include "mira/dicom.h"
 #include "mira/pixel.h"
 #include "mira/image.h"
+#include "mira/features.h"
 #include "mira/archive.h"
 #include "mira/accounts.h"
 #include "mira/jobs.h"

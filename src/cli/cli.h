@@ -20,6 +20,7 @@ int mira_cli_transcode(int argc, char **argv);
 int mira_cli_pixels(int argc, char **argv);
 int mira_cli_render(int argc, char **argv);
 int mira_cli_convert(int argc, char **argv);
+int mira_cli_features(int argc, char **argv);
 int mira_cli_import(int argc, char **argv);
 int mira_cli_find(int argc, char **argv);
 int mira_cli_stats(int argc, char **argv);

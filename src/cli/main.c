@@ -17,6 +17,7 @@ static const command commands[] = {
     {"pixels", mira_cli_pixels, "write decoded pixel values (stored values, little-endian)"},
     {"render", mira_cli_render, "render a frame to PNG (modality LUT, window, presentation)"},
     {"convert", mira_cli_convert, "build a volume from a series and write NIfTI"},
+    {"features", mira_cli_features, "radiomics features (IBSI) of a region of an image"},
     {"tag", mira_cli_tag, "look up tags, keywords and UIDs in the data dictionary"},
     {"import", mira_cli_import, "store files, folders, DICOMDIRs and .zip files in the archive"},
     {"find", mira_cli_find, "query the archive (C-FIND matching) at any level"},
