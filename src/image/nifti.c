@@ -615,14 +615,18 @@ mira_image *mira_nifti_read(const char *path, mira_error **err)
         mira_error_set(err, MIRA_ERR_IO, "Cannot read", "%s: cannot open %s", path, nim->iname);
         goto fail;
     }
+    /* read as it is (nifti_read_buffer would turn NaN and infinite floats into 0), then put
+     * in this machine's byte order */
     if (znzseek(fp, (znz_off_t)nim->iname_offset, SEEK_SET) < 0 ||
-        (size_t)nifti_read_buffer(fp, img->data, (int64_t)bytes, nim) != bytes) {
+        znzread(img->data, 1, bytes, fp) != bytes) {
         mira_error_set(err, MIRA_ERR_INVALID, "Truncated NIfTI",
                        "%s: cannot read %zu bytes of data at offset %lld", path, bytes,
                        (long long)nim->iname_offset);
         goto fail;
     }
     znzclose(fp);
+    if (nim->swapsize > 1 && nim->byteorder != nifti_short_order())
+        nifti_swap_Nbytes((int64_t)(bytes / (size_t)nim->swapsize), nim->swapsize, img->data);
     if (planes > 1 && !interleave(img, planes, err))
         goto fail;
     const char *which = nim->sform_code > 0 ? "sform" : "qform";
