@@ -1,7 +1,8 @@
 /* Radiomics features of a region (IBSI, the Image Biomarker Standardisation Initiative,
  * reference manual v11): intensity statistics, intensity histogram, intensity-volume
- * histogram, local intensity and the grey level co-occurrence matrix, named by the IBSI
- * submission tags (stat_mean, ih_entropy, cm_joint_max_3D_avg...). */
+ * histogram, local intensity and the texture matrices (co-occurrence, run length, size zone,
+ * distance zone, neighbourhood grey tone difference, neighbouring grey level dependence),
+ * named by the IBSI submission tags (stat_mean, ih_entropy, cm_joint_max_3D_avg...). */
 #ifndef MIRA_FEATURES_H
 #define MIRA_FEATURES_H
 
@@ -25,7 +26,12 @@ enum {
     MIRA_FEATURES_IVH = 1 << 2,  /* ivh_: intensity-volume histogram */
     MIRA_FEATURES_LOC = 1 << 3,  /* loc_: local intensity peaks (1 cm^3 spheres) */
     MIRA_FEATURES_CM = 1 << 4,   /* cm_: grey level co-occurrence matrix, 6 aggregations */
-    MIRA_FEATURES_ALL = 0x1F,
+    MIRA_FEATURES_RLM = 1 << 5,  /* rlm_: grey level run length matrix, 6 aggregations */
+    MIRA_FEATURES_SZM = 1 << 6,  /* szm_: grey level size zone matrix, 2D, 2.5D, 3D */
+    MIRA_FEATURES_DZM = 1 << 7,  /* dzm_: grey level distance zone matrix */
+    MIRA_FEATURES_NGT = 1 << 8,  /* ngt_: neighbourhood grey tone difference matrix */
+    MIRA_FEATURES_NGL = 1 << 9,  /* ngl_: neighbouring grey level dependence matrix */
+    MIRA_FEATURES_ALL = 0x3FF,
 };
 
 typedef struct mira_feature_settings {

@@ -1,6 +1,6 @@
 /* Acting on the HL7 messages kept (migration 8): ADT keeps the patients' demographics and
- * identifiers (and those of their images: an A40 merges the images too), ORM^O01 / OMI^O23 orders become worklist entries, ORU^R01 reports are kept in
- * versions by accession number. */
+ * identifiers (and those of their images: an A40 merges the images too), ORM^O01 / OMI^O23
+ * orders become worklist entries, ORU^R01 reports are kept in versions by accession number. */
 #include "archive/archive_int.h"
 #include "core/base64.h"
 #include "core/buf.h"

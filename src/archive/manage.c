@@ -806,8 +806,8 @@ bool mira_archive_merge_patient(mira_archive *a, const char *patient_id, const c
         }
     }
     if (ok && strcmp(patient_id, to_id) == 0 && (!issuer || strcmp(issuer, to_issuer) == 0)) {
-        mira_error_set(err, MIRA_ERR_ARGUMENT, "Bad merge", "patient %s cannot be merged into itself",
-                       patient_id);
+        mira_error_set(err, MIRA_ERR_ARGUMENT, "Bad merge",
+                       "patient %s cannot be merged into itself", patient_id);
         ok = false;
     }
     mira__db *db = ok ? mira__archive_db_acquire(a, err) : NULL;

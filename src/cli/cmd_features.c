@@ -15,9 +15,11 @@ static void usage(FILE *out)
             "ih_entropy, ivh_v10, loc_peak_glob, cm_joint_max_3D_avg...). IMAGE and MASK are\n"
             "NIfTI files or folders of one DICOM series each, on the same grid. Families:\n"
             "stat (intensity statistics), ih (intensity histogram), ivh (intensity-volume\n"
-            "histogram), loc (local intensity), cm (grey level co-occurrence matrix, 2D, 2.5D\n"
-            "and 3D, averaged and merged). Features not defined for the region are NaN\n"
-            "(null in JSON).\n\n"
+            "histogram), loc (local intensity), cm (grey level co-occurrence) and rlm (run\n"
+            "length) matrices in 2D, 2.5D and 3D, averaged and merged; szm (size zone), dzm\n"
+            "(distance zone), ngt (neighbourhood grey tone difference), ngl (neighbouring grey\n"
+            "level dependence) in 2D, 2.5D and 3D. Features not defined for the region are\n"
+            "NaN (null in JSON).\n\n"
             "options:\n"
             "  --families LIST    comma-separated families (default: all)\n"
             "  --bin-number N     discretise into N bins over the region's range\n"
@@ -49,7 +51,10 @@ static bool families_of(const char *list, unsigned *out)
         unsigned bit;
     } names[] = {{"stat", MIRA_FEATURES_STAT}, {"ih", MIRA_FEATURES_IH},
                  {"ivh", MIRA_FEATURES_IVH},   {"loc", MIRA_FEATURES_LOC},
-                 {"cm", MIRA_FEATURES_CM},     {"all", MIRA_FEATURES_ALL}};
+                 {"cm", MIRA_FEATURES_CM},     {"rlm", MIRA_FEATURES_RLM},
+                 {"szm", MIRA_FEATURES_SZM},   {"dzm", MIRA_FEATURES_DZM},
+                 {"ngt", MIRA_FEATURES_NGT},   {"ngl", MIRA_FEATURES_NGL},
+                 {"all", MIRA_FEATURES_ALL}};
     *out = 0;
     for (const char *p = list; *p;) {
         size_t n = strcspn(p, ",");
@@ -88,7 +93,8 @@ int mira_cli_features(int argc, char **argv)
             csv = true;
         } else if (strcmp(a, "--families") == 0 && v) {
             if (!families_of(v, &s.families)) {
-                fprintf(stderr, "mira features: --families takes stat, ih, ivh, loc, cm\n");
+                fprintf(stderr, "mira features: --families takes stat, ih, ivh, loc, cm, rlm, "
+                                "szm, dzm, ngt, ngl\n");
                 return MIRA_EXIT_USAGE;
             }
             i++;

@@ -1,7 +1,7 @@
 /* Radiomics features of a region, as the IBSI reference manual (v11) defines them: intensity
  * statistics (3.3), intensity histogram (3.4), intensity-volume histogram (3.5), local
  * intensity (3.2) and the grey level co-occurrence matrix (3.6) with its six aggregations. */
-#include "mira/features.h"
+#include "image/features_int.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -33,7 +33,7 @@ const mira_feature *mira_features_find(const mira_features *f, const char *tag)
     return NULL;
 }
 
-static bool add(mira_features *f, const char *tag, double value)
+bool mira__features_add(mira_features *f, const char *tag, double value)
 {
     if (f->n == f->cap) {
         size_t cap = f->cap ? f->cap * 2 : 128;
@@ -50,17 +50,6 @@ static bool add(mira_features *f, const char *tag, double value)
 }
 
 /* ------------------------------------------------------------------ the region */
-
-typedef struct region {
-    size_t nx, ny, nz;
-    double sx, sy, sz;
-    size_t n;          /* voxels in the region */
-    double *x;         /* their values, in index order */
-    size_t *at;        /* their linear indexes */
-    int *level;        /* grey level of every voxel of the grid (0: outside the region) */
-    int ng;            /* grey levels 1..ng */
-    const mira_image *img;
-} region;
 
 static void region_free(region *r)
 {
@@ -266,7 +255,7 @@ static bool statistics(mira_features *f, const char *prefix, const double *value
                                           strcmp(out[i].name, "rms") == 0))
             continue; /* (statistics of the values only) */
         snprintf(tag, sizeof tag, "%s_%s", prefix, out[i].name);
-        ok = add(f, tag, out[i].value);
+        ok = mira__features_add(f, tag, out[i].value);
         if (ok && strcmp(prefix, "ih") == 0 && strcmp(out[i].name, "max") == 0) {
             /* the mode after the maximum, in the order of the manual: the most common grey
              * level (the lowest of equally common ones) */
@@ -282,7 +271,7 @@ static bool statistics(mira_features *f, const char *prefix, const double *value
                 }
                 a = b;
             }
-            ok = add(f, "ih_mode", mode);
+            ok = mira__features_add(f, "ih_mode", mode);
         }
     }
     mira_free(v);
@@ -321,9 +310,12 @@ static bool histogram(mira_features *f, const region *r)
         }
     }
     mira_free(h);
-    return add(f, "ih_entropy", entropy) && add(f, "ih_uniformity", uniformity) &&
-           add(f, "ih_max_grad", gmax) && add(f, "ih_max_grad_g", at_max) &&
-           add(f, "ih_min_grad", gmin) && add(f, "ih_min_grad_g", at_min);
+    return mira__features_add(f, "ih_entropy", entropy) &&
+           mira__features_add(f, "ih_uniformity", uniformity) &&
+           mira__features_add(f, "ih_max_grad", gmax) &&
+           mira__features_add(f, "ih_max_grad_g", at_max) &&
+           mira__features_add(f, "ih_min_grad", gmin) &&
+           mira__features_add(f, "ih_min_grad_g", at_min);
 }
 
 /* 3.5: the intensity-volume histogram of the grey levels. */
@@ -362,9 +354,10 @@ static bool volume_histogram(mira_features *f, const region *r)
             }
     }
     mira_free(atleast);
-    return add(f, "ivh_v10", v[0]) && add(f, "ivh_v90", v[1]) && add(f, "ivh_i10", in[0]) &&
-           add(f, "ivh_i90", in[1]) && add(f, "ivh_diff_v10_v90", v[0] - v[1]) &&
-           add(f, "ivh_diff_i10_i90", in[0] - in[1]);
+    return mira__features_add(f, "ivh_v10", v[0]) && mira__features_add(f, "ivh_v90", v[1]) &&
+           mira__features_add(f, "ivh_i10", in[0]) && mira__features_add(f, "ivh_i90", in[1]) &&
+           mira__features_add(f, "ivh_diff_v10_v90", v[0] - v[1]) &&
+           mira__features_add(f, "ivh_diff_i10_i90", in[0] - in[1]);
 }
 
 /* 3.2: the mean of the image in a sphere of 1 cm^3 around each voxel of the region: the
@@ -381,7 +374,8 @@ static bool local_intensity(mira_features *f, const region *r)
     double glob = -INFINITY, loc = -INFINITY;
     for (size_t k = 0; k < r->n; k++) {
         size_t at = r->at[k];
-        long x = (long)(at % r->nx), y = (long)(at / r->nx % r->ny), z = (long)(at / r->nx / r->ny);
+        long x = (long)(at % r->nx), y = (long)(at / r->nx % r->ny),
+             z = (long)(at / r->nx / r->ny);
         double sum = 0;
         size_t cnt = 0;
         for (long dz = -rz; dz <= rz; dz++) {
@@ -398,8 +392,8 @@ static bool local_intensity(mira_features *f, const region *r)
                                 (dz * r->sz) * (dz * r->sz);
                     if (xx < 0 || xx >= (long)r->nx || d2 > radius * radius)
                         continue;
-                    sum += mira_image_get(r->img,
-                                          ((size_t)zz * r->ny + (size_t)yy) * r->nx + (size_t)xx, 0);
+                    size_t at2 = ((size_t)zz * r->ny + (size_t)yy) * r->nx + (size_t)xx;
+                    sum += mira_image_get(r->img, at2, 0);
                     cnt++;
                 }
             }
@@ -409,7 +403,8 @@ static bool local_intensity(mira_features *f, const region *r)
         if (r->x[k] == brightest)
             loc = mean > loc ? mean : loc;
     }
-    return add(f, "loc_peak_loc", loc) && add(f, "loc_peak_glob", glob);
+    return mira__features_add(f, "loc_peak_loc", loc) &&
+           mira__features_add(f, "loc_peak_glob", glob);
 }
 
 /* ------------------------------------------------------------------ co-occurrence */
@@ -436,7 +431,8 @@ static double cm_count(const region *r, const int d[3], int dist, long z_only, d
     double pairs = 0;
     for (size_t k = 0; k < r->n; k++) {
         size_t at = r->at[k];
-        long x = (long)(at % r->nx), y = (long)(at / r->nx % r->ny), z = (long)(at / r->nx / r->ny);
+        long x = (long)(at % r->nx), y = (long)(at / r->nx % r->ny),
+             z = (long)(at / r->nx / r->ny);
         if (z_only >= 0 && z != z_only)
             continue;
         long xx = x + ox, yy = y + oy, zz = z + oz;
@@ -574,7 +570,7 @@ static bool emit_cm(mira_features *f, const mean_acc *a, const char *suffix)
     for (int i = 0; ok && i < CM_N; i++) {
         char tag[48];
         snprintf(tag, sizeof tag, "cm_%s_%s", cm_names[i], suffix);
-        ok = add(f, tag, a->n ? a->sum[i] / (double)a->n : NAN);
+        ok = mira__features_add(f, tag, a->n ? a->sum[i] / (double)a->n : NAN);
     }
     return ok;
 }
@@ -680,6 +676,16 @@ bool mira_features_compute(const mira_image *img, const mira_image *mask,
         ok = local_intensity(out, &r);
     if (ok && (s->families & MIRA_FEATURES_CM))
         ok = cooccurrence(out, &r, s->cm_distance);
+    if (ok && (s->families & MIRA_FEATURES_RLM))
+        ok = mira__run_lengths(out, &r);
+    if (ok && (s->families & MIRA_FEATURES_SZM))
+        ok = mira__size_zones(out, &r, false);
+    if (ok && (s->families & MIRA_FEATURES_DZM))
+        ok = mira__size_zones(out, &r, true);
+    if (ok && (s->families & MIRA_FEATURES_NGT))
+        ok = mira__ngtdm(out, &r);
+    if (ok && (s->families & MIRA_FEATURES_NGL))
+        ok = mira__ngldm(out, &r);
     mira_free(levels);
     region_free(&r);
     if (!ok) {

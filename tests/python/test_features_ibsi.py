@@ -20,7 +20,10 @@ DATA = pathlib.Path(__file__).resolve().parent.parent / "data" / "ibsi"
 DOC = pathlib.Path(__file__).resolve().parent.parent.parent / "docs" / "ibsi.md"
 FAMILIES = {"stat": "intensity statistics", "ih": "intensity histogram",
             "ivh": "intensity-volume histogram", "loc": "local intensity",
-            "cm": "grey level co-occurrence matrix"}
+            "cm": "grey level co-occurrence matrix", "rlm": "grey level run length matrix",
+            "szm": "grey level size zone matrix", "dzm": "grey level distance zone matrix",
+            "ngt": "neighbourhood grey tone difference matrix",
+            "ngl": "neighbouring grey level dependence matrix"}
 
 
 def reference():
@@ -46,7 +49,7 @@ def features(*args):
 def test_digital_phantom_matches_the_ibsi_consensus():
     got = features(DATA / "phantom.nii.gz", DATA / "mask.nii.gz")
     ref = [r for r in reference() if r[0].split("_")[0] in FAMILIES]
-    assert len(ref) >= 150  # stat 18, ih 23, ivh 6, loc 2, cm 25 x 6
+    assert len(ref) >= 150  # stat 18, ih 23, ivh 6, loc 2, cm 25 x 6, rlm 16 x 6, ...
     rows, bad = [], []
     for tag, value, tol in ref:
         x = got.get(tag)
