@@ -53,6 +53,7 @@ bool mira__features_add(mira_features *f, const char *tag, double value)
 
 static void region_free(region *r)
 {
+    mira_free(r->zstart);
     mira_free(r->x);
     mira_free(r->at);
     mira_free(r->level);
@@ -102,7 +103,8 @@ static bool region_make(const mira_image *img, const mira_image *mask,
     r->x = mira_malloc(r->n * sizeof *r->x);
     r->at = mira_malloc(r->n * sizeof *r->at);
     r->level = mira_calloc(total, sizeof *r->level);
-    if (!r->x || !r->at || !r->level) {
+    r->zstart = mira_calloc(r->nz + 1, sizeof *r->zstart);
+    if (!r->x || !r->at || !r->level || !r->zstart) {
         region_free(r);
         mira_error_set(err, MIRA_ERR_NOMEM, NULL, "a region of %zu voxels", r->n);
         return false;
@@ -123,6 +125,10 @@ static bool region_make(const mira_image *img, const mira_image *mask,
         lo = v < lo ? v : lo;
         hi = v > hi ? v : hi;
     }
+    for (size_t k = 0; k < r->n; k++) /* voxels of each slice: at is in index order */
+        r->zstart[r->at[k] / (r->nx * r->ny) + 1]++;
+    for (size_t z = 0; z < r->nz; z++)
+        r->zstart[z + 1] += r->zstart[z];
     /* the grey levels (IBSI 2.7) */
     int ng = 0;
     for (size_t k = 0; k < r->n; k++) {
@@ -366,8 +372,17 @@ static bool volume_histogram(mira_features *f, const region *r)
 static bool local_intensity(mira_features *f, const region *r)
 {
     const double radius = cbrt(3000.0 / (4 * M_PI)); /* mm: a sphere of 1000 mm^3 */
-    int rx = (int)floor(radius / r->sx), ry = (int)floor(radius / r->sy),
-        rz = (int)floor(radius / r->sz);
+    int ry = (int)floor(radius / r->sy), rz = (int)floor(radius / r->sz);
+    /* prefix sums of every row of the image: a sphere is then a sum of row pieces */
+    size_t rows = r->ny * r->nz, w = r->nx + 1;
+    double *pre = mira_malloc(rows * w * sizeof *pre);
+    if (!pre)
+        return false;
+    for (size_t row = 0; row < rows; row++) {
+        pre[row * w] = 0;
+        for (size_t x = 0; x < r->nx; x++)
+            pre[row * w + x + 1] = pre[row * w + x] + mira_image_get(r->img, row * r->nx + x, 0);
+    }
     double brightest = -INFINITY;
     for (size_t k = 0; k < r->n; k++)
         brightest = r->x[k] > brightest ? r->x[k] : brightest;
@@ -384,18 +399,17 @@ static bool local_intensity(mira_features *f, const region *r)
                 continue;
             for (long dy = -ry; dy <= ry; dy++) {
                 long yy = y + dy;
-                if (yy < 0 || yy >= (long)r->ny)
+                double rest = radius * radius - (dy * r->sy) * (dy * r->sy) -
+                              (dz * r->sz) * (dz * r->sz);
+                if (yy < 0 || yy >= (long)r->ny || rest < 0)
                     continue;
-                for (long dx = -rx; dx <= rx; dx++) {
-                    long xx = x + dx;
-                    double d2 = (dx * r->sx) * (dx * r->sx) + (dy * r->sy) * (dy * r->sy) +
-                                (dz * r->sz) * (dz * r->sz);
-                    if (xx < 0 || xx >= (long)r->nx || d2 > radius * radius)
-                        continue;
-                    size_t at2 = ((size_t)zz * r->ny + (size_t)yy) * r->nx + (size_t)xx;
-                    sum += mira_image_get(r->img, at2, 0);
-                    cnt++;
-                }
+                /* the voxel centres of this row within the sphere: |dx| * sx <= sqrt(rest) */
+                long half = (long)floor(sqrt(rest) / r->sx + 1e-9);
+                long lo = x - half < 0 ? 0 : x - half;
+                long hi = x + half >= (long)r->nx ? (long)r->nx - 1 : x + half;
+                size_t row = (size_t)zz * r->ny + (size_t)yy;
+                sum += pre[row * w + (size_t)hi + 1] - pre[row * w + (size_t)lo];
+                cnt += (size_t)(hi - lo + 1);
             }
         }
         double mean = sum / (double)cnt;
@@ -403,6 +417,7 @@ static bool local_intensity(mira_features *f, const region *r)
         if (r->x[k] == brightest)
             loc = mean > loc ? mean : loc;
     }
+    mira_free(pre);
     return mira__features_add(f, "loc_peak_loc", loc) &&
            mira__features_add(f, "loc_peak_glob", glob);
 }
@@ -429,7 +444,9 @@ static double cm_count(const region *r, const int d[3], int dist, long z_only, d
     int ng = r->ng;
     long ox = d[0] * dist, oy = d[1] * dist, oz = d[2] * dist;
     double pairs = 0;
-    for (size_t k = 0; k < r->n; k++) {
+    size_t k0, k1;
+    mira__region_range(r, z_only, &k0, &k1);
+    for (size_t k = k0; k < k1; k++) {
         size_t at = r->at[k];
         long x = (long)(at % r->nx), y = (long)(at / r->nx % r->ny),
              z = (long)(at / r->nx / r->ny);

@@ -13,8 +13,16 @@ typedef struct region {
     size_t *at; /* their linear indexes */
     int *level; /* grey level of every voxel of the grid (0: outside the region) */
     int ng;     /* grey levels 1..ng */
+    size_t *zstart; /* (nz + 1) the first of the voxels (in at) of each slice */
     const mira_image *img;
 } region;
+
+/* The voxels (indexes into at) of slice z, or of all slices when z < 0. */
+static inline void mira__region_range(const region *r, long z, size_t *from, size_t *to)
+{
+    *from = z < 0 ? 0 : r->zstart[z];
+    *to = z < 0 ? r->n : r->zstart[z + 1];
+}
 
 bool mira__features_add(mira_features *f, const char *tag, double value);
 

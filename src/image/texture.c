@@ -198,15 +198,28 @@ static const char *const rlm_names[16] = {"sre",  "lre",       "lgre",  "hgre", 
                                           "rlnu", "rlnu_norm", "r_perc", "gl_var",   "rl_var",
                                           "rl_entr"};
 
-/* The runs along direction d (of slice z only when z >= 0) onto l; *nv: voxels. */
-static void runs(const region *r, const int d[3], long z_only, cells *l, double *nv)
+/* The features of a dense matrix m (ng x nj counts). */
+static bool dense_features(const double *m, int ng, int nj, double nv, double out[ZONE_N])
 {
-    for (size_t k = 0; k < r->n; k++) {
+    cells l = {0};
+    for (int i = 0; i < ng; i++)
+        for (int j = 0; j < nj; j++)
+            if (m[(size_t)i * nj + j] > 0)
+                cells_add(&l, i + 1, j + 1, m[(size_t)i * nj + j]);
+    bool ok = !l.failed && l.n && zone_features(l.v, l.n, nv, out);
+    mira_free(l.v);
+    return ok;
+}
+
+/* The runs along direction d (of slice z only when z >= 0) into m (ng x nj); *nv: voxels. */
+static void runs(const region *r, const int d[3], long z_only, double *m, int nj, double *nv)
+{
+    size_t k0, k1;
+    mira__region_range(r, z_only, &k0, &k1);
+    for (size_t k = k0; k < k1; k++) {
         size_t at = r->at[k];
         long x, y, z;
         coords(r, at, &x, &y, &z);
-        if (z_only >= 0 && z != z_only)
-            continue;
         (*nv)++;
         int g = r->level[at];
         long prev = step(r, x, y, z, -d[0], -d[1], -d[2]);
@@ -222,59 +235,71 @@ static void runs(const region *r, const int d[3], long z_only, cells *l, double 
             nz += d[2];
             len++;
         }
-        cells_add(l, g, len, 1);
+        m[(size_t)(g - 1) * nj + (len - 1)]++;
     }
 }
 
 bool mira__run_lengths(mira_features *f, const region *r)
 {
-    /* lists: every run of 2D (by slice, then direction), of 3D (by direction) */
-    cells all2 = {0}, all3 = {0};
+    int nj = (int)(r->nx > r->ny ? r->nx : r->ny);
+    nj = (int)r->nz > nj ? (int)r->nz : nj;
+    size_t cells_n = (size_t)r->ng * (size_t)nj;
+    double *m = mira_calloc(cells_n, sizeof *m), *slice = mira_calloc(cells_n, sizeof *slice),
+           *vol = mira_calloc(4 * cells_n, sizeof *vol);
+    bool ok = m && slice && vol;
     acc a2 = {0}, c2 = {0}, a25 = {0}, c25 = {0}, a3 = {0}, c3 = {0};
     double v[ZONE_N], nvd[4] = {0}, nv_all = 0;
-    cells by_dir[4] = {{0}};
-    for (size_t z = 0; z < r->nz; z++) {
-        size_t slice_from = all2.n;
+    /* 2D: per slice, each in-plane direction apart (avg) and merged (comb); 2.5D: each
+     * direction merged over the slices (avg), everything merged (comb) */
+    for (size_t z = 0; ok && z < r->nz; z++) {
+        memset(slice, 0, cells_n * sizeof *slice);
         double nv_slice = 0;
         for (int d = 0; d < 4; d++) {
             double nv = 0;
-            size_t from = all2.n;
-            runs(r, dirs[d], (long)z, &all2, &nv);
-            if (features_of(&all2, from, nv, v))
+            memset(m, 0, cells_n * sizeof *m);
+            runs(r, dirs[d], (long)z, m, nj, &nv);
+            if (dense_features(m, r->ng, nj, nv, v))
                 acc_add(&a2, v, 16);
-            for (size_t k = from; k < all2.n; k++)
-                cells_add(&by_dir[d], all2.v[k].i, all2.v[k].j, all2.v[k].c);
+            for (size_t i = 0; i < cells_n; i++) {
+                slice[i] += m[i];
+                vol[d * cells_n + i] += m[i];
+            }
             nv_slice += nv;
             nvd[d] += nv;
         }
-        if (features_of(&all2, slice_from, nv_slice, v))
+        if (dense_features(slice, r->ng, nj, nv_slice, v))
             acc_add(&c2, v, 16);
     }
-    bool ok = !all2.failed;
-    for (int d = 0; d < 4; d++) {
-        if (features_of(&by_dir[d], 0, nvd[d], v))
-            acc_add(&a25, v, 16);
-        ok = ok && !by_dir[d].failed;
-        nv_all += nvd[d];
+    if (ok) {
+        memset(m, 0, cells_n * sizeof *m);
+        for (int d = 0; d < 4; d++) {
+            if (dense_features(vol + d * cells_n, r->ng, nj, nvd[d], v))
+                acc_add(&a25, v, 16);
+            for (size_t i = 0; i < cells_n; i++)
+                m[i] += vol[d * cells_n + i];
+            nv_all += nvd[d];
+        }
+        if (dense_features(m, r->ng, nj, nv_all, v))
+            acc_add(&c25, v, 16);
+        /* 3D: the 13 directions over the volume, apart and merged */
+        memset(m, 0, cells_n * sizeof *m);
+        nv_all = 0;
+        for (int d = 0; d < 13; d++) {
+            double nv = 0;
+            memset(slice, 0, cells_n * sizeof *slice);
+            runs(r, dirs[d], -1, slice, nj, &nv);
+            if (dense_features(slice, r->ng, nj, nv, v))
+                acc_add(&a3, v, 16);
+            for (size_t i = 0; i < cells_n; i++)
+                m[i] += slice[i];
+            nv_all += nv;
+        }
+        if (dense_features(m, r->ng, nj, nv_all, v))
+            acc_add(&c3, v, 16);
     }
-    if (features_of(&all2, 0, nv_all, v))
-        acc_add(&c25, v, 16);
-    nv_all = 0;
-    for (int d = 0; d < 13; d++) {
-        double nv = 0;
-        size_t from = all3.n;
-        runs(r, dirs[d], -1, &all3, &nv);
-        if (features_of(&all3, from, nv, v))
-            acc_add(&a3, v, 16);
-        nv_all += nv;
-    }
-    if (features_of(&all3, 0, nv_all, v))
-        acc_add(&c3, v, 16);
-    ok = ok && !all3.failed;
-    mira_free(all2.v);
-    mira_free(all3.v);
-    for (int d = 0; d < 4; d++)
-        mira_free(by_dir[d].v);
+    mira_free(m);
+    mira_free(slice);
+    mira_free(vol);
     return ok && emit(f, "rlm", rlm_names, 16, &a2, "2D_avg") &&
            emit(f, "rlm", rlm_names, 16, &c2, "2D_comb") &&
            emit(f, "rlm", rlm_names, 16, &a25, "2_5D_avg") &&
@@ -309,8 +334,9 @@ static int edge_distance(const region *r, long z_only, int *dist)
     size_t *queue = mira_malloc((r->n + 1) * sizeof *queue);
     if (!queue)
         return -1;
-    size_t head = 0, tail = 0;
-    for (size_t k = 0; k < r->n; k++) {
+    size_t head = 0, tail = 0, k0, k1;
+    mira__region_range(r, z_only, &k0, &k1);
+    for (size_t k = k0; k < k1; k++) {
         long x, y, z;
         coords(r, r->at[k], &x, &y, &z);
         if (z_only >= 0 && z != z_only)
@@ -350,7 +376,9 @@ static int edge_distance(const region *r, long z_only, int *dist)
 static void zones(const region *r, long z_only, const int *dist, cells *l, double *nv,
                   size_t *queue, char *seen)
 {
-    for (size_t k = 0; k < r->n; k++) {
+    size_t k0, k1;
+    mira__region_range(r, z_only, &k0, &k1);
+    for (size_t k = k0; k < k1; k++) {
         size_t at = r->at[k];
         long x, y, z;
         coords(r, at, &x, &y, &z);
@@ -435,7 +463,9 @@ bool mira__size_zones(mira_features *f, const region *r, bool distance)
  * with at least one neighbour in the region, its grey level against their mean. */
 static void ngtdm_sums(const region *r, long z_only, double *s, double *n)
 {
-    for (size_t k = 0; k < r->n; k++) {
+    size_t k0, k1;
+    mira__region_range(r, z_only, &k0, &k1);
+    for (size_t k = k0; k < k1; k++) {
         size_t at = r->at[k];
         long x, y, z;
         coords(r, at, &x, &y, &z);
@@ -543,15 +573,15 @@ static const char *const ngl_names[17] = {"lde",  "hde",       "lgce",    "hgce"
                                           "dc_entr", "dc_energy"};
 
 /* Each voxel's dependence: 1 + its neighbours (8 in the slice, or 26) in the region with the
- * same grey level (coarseness 0), onto l by grey level. */
-static void ngldm_counts(const region *r, long z_only, cells *l, double *nv)
+ * same grey level (coarseness 0), counted into m (ng x 27) by grey level. */
+static void ngldm_counts(const region *r, long z_only, double *m, double *nv)
 {
-    for (size_t k = 0; k < r->n; k++) {
+    size_t k0, k1;
+    mira__region_range(r, z_only, &k0, &k1);
+    for (size_t k = k0; k < k1; k++) {
         size_t at = r->at[k];
         long x, y, z;
         coords(r, at, &x, &y, &z);
-        if (z_only >= 0 && z != z_only)
-            continue;
         int g = r->level[at], dep = 1;
         for (int dz = z_only >= 0 ? 0 : -1; dz <= (z_only >= 0 ? 0 : 1); dz++)
             for (int dy = -1; dy <= 1; dy++)
@@ -562,32 +592,39 @@ static void ngldm_counts(const region *r, long z_only, cells *l, double *nv)
                     if (nb >= 0 && r->level[nb] == g)
                         dep++;
                 }
-        cells_add(l, g, dep, 1);
+        m[(size_t)(g - 1) * 27 + (dep - 1)]++;
         (*nv)++;
     }
 }
 
 bool mira__ngldm(mira_features *f, const region *r)
 {
-    cells l2 = {0}, l3 = {0};
+    size_t cells_n = (size_t)r->ng * 27;
+    double *m = mira_calloc(cells_n, sizeof *m), *merged = mira_calloc(cells_n, sizeof *merged);
+    bool ok = m && merged;
     acc a2 = {0}, a25 = {0}, a3 = {0};
-    double v[ZONE_N], nv_all = 0, nv = 0;
-    for (size_t z = 0; z < r->nz; z++) {
-        double nvz = 0;
-        size_t from = l2.n;
-        ngldm_counts(r, (long)z, &l2, &nvz);
-        if (features_of(&l2, from, nvz, v))
+    double v[ZONE_N], nv_all = 0;
+    for (size_t z = 0; ok && z < r->nz; z++) {
+        double nv = 0;
+        memset(m, 0, cells_n * sizeof *m);
+        ngldm_counts(r, (long)z, m, &nv);
+        if (dense_features(m, r->ng, 27, nv, v))
             acc_add(&a2, v, 17);
-        nv_all += nvz;
+        for (size_t i = 0; i < cells_n; i++)
+            merged[i] += m[i];
+        nv_all += nv;
     }
-    if (features_of(&l2, 0, nv_all, v))
+    if (ok && dense_features(merged, r->ng, 27, nv_all, v))
         acc_add(&a25, v, 17);
-    ngldm_counts(r, -1, &l3, &nv);
-    if (features_of(&l3, 0, nv, v))
-        acc_add(&a3, v, 17);
-    bool ok = !l2.failed && !l3.failed;
-    mira_free(l2.v);
-    mira_free(l3.v);
+    if (ok) {
+        double nv = 0;
+        memset(m, 0, cells_n * sizeof *m);
+        ngldm_counts(r, -1, m, &nv);
+        if (dense_features(m, r->ng, 27, nv, v))
+            acc_add(&a3, v, 17);
+    }
+    mira_free(m);
+    mira_free(merged);
     return ok && emit(f, "ngl", ngl_names, 17, &a2, "2D") &&
            emit(f, "ngl", ngl_names, 17, &a25, "2_5D") && emit(f, "ngl", ngl_names, 17, &a3, "3D");
 }
