@@ -70,6 +70,9 @@ int mira_cli_archive_option(int argc, char **argv, int *i, mira_archive_cli *opt
 /* The config file ($MIRA_CONFIG, else ./mira.json) parsed, or NULL if there is none (or it is
  * not JSON); *path_out (may be NULL) receives its name. Free with mira_json_free. */
 mira_json *mira_cli_load_config(const char **path_out);
+
+/* Finish w, print its text and a newline on stdout, and free it. */
+void mira_cli_print_json(mira_json_writer *w);
 /* The archive folder to use given --archive's value (may be NULL). */
 const char *mira_cli_archive_dir(const char *flag);
 /* Open the archive, reporting a failure as "mira SUB: ..."; create makes a new one. */

@@ -163,12 +163,7 @@ int mira_cli_features(int argc, char **argv)
                 mira_json_null(w);
         }
         mira_json_end_object(w);
-        size_t len = 0;
-        char *text = mira_json_writer_finish(w, &len, NULL);
-        if (text)
-            printf("%s\n", text);
-        mira_free(text);
-        mira_json_writer_free(w);
+        mira_cli_print_json(w);
     } else {
         if (csv)
             printf("tag,value\n");

@@ -269,14 +269,7 @@ static void json_members(mira_json_writer *w, const char *const *kv, size_t n)
 static void json_print(mira_json_writer *w)
 {
     mira_json_end_object(w);
-    size_t len;
-    char *text = mira_json_writer_finish(w, &len, NULL);
-    if (text) {
-        fwrite(text, 1, len, stdout);
-        fputc('\n', stdout);
-    }
-    mira_free(text);
-    mira_json_writer_free(w);
+    mira_cli_print_json(w);
 }
 
 static void json_line(const char *const *kv, size_t n)

@@ -317,12 +317,7 @@ int mira_cli_merge(int argc, char **argv)
             mira_json_key(w, "instances");
             mira_json_int(w, (int64_t)n);
             mira_json_end_object(w);
-            size_t len = 0;
-            char *text = mira_json_writer_finish(w, &len, NULL);
-            if (text)
-                printf("%s\n", text);
-            mira_free(text);
-            mira_json_writer_free(w);
+            mira_cli_print_json(w);
         } else {
             printf("%s: merged into %s, %llu instances rewritten\n", key, into,
                    (unsigned long long)n);

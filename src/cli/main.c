@@ -56,6 +56,18 @@ int mira_cli_is_help(const char *arg)
     return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
 }
 
+void mira_cli_print_json(mira_json_writer *w)
+{
+    size_t len = 0;
+    char *text = mira_json_writer_finish(w, &len, NULL);
+    if (text) {
+        fwrite(text, 1, len, stdout);
+        fputc('\n', stdout);
+    }
+    mira_free(text);
+    mira_json_writer_free(w);
+}
+
 const char *mira_cli_ts_by_name(const char *s)
 {
     static const struct {

@@ -31,6 +31,23 @@ static void coords(const region *r, size_t at, long *x, long *y, long *z)
     *z = (long)(at / r->nx / r->ny);
 }
 
+/* The neighbours of voxel at in the grid (8 in its slice when in_slice, else 26) into nb;
+ * returns their number. */
+static int neighbours(const region *r, size_t at, bool in_slice, long nb[26])
+{
+    long x, y, z;
+    coords(r, at, &x, &y, &z);
+    int n = 0;
+    for (int dz = in_slice ? 0 : -1; dz <= (in_slice ? 0 : 1); dz++)
+        for (int dy = -1; dy <= 1; dy++)
+            for (int dx = -1; dx <= 1; dx++) {
+                long v = dx || dy || dz ? step(r, x, y, z, dx, dy, dz) : -1;
+                if (v >= 0)
+                    nb[n++] = v;
+            }
+    return n;
+}
+
 /* ------------------------------------------------------------------ the shared features */
 
 /*
@@ -396,17 +413,13 @@ static void zones(const region *r, long z_only, const int *dist, cells *l, doubl
             size_t c = queue[head++];
             if (dist && dist[c] < least)
                 least = dist[c];
-            long cx, cy, cz;
-            coords(r, c, &cx, &cy, &cz);
-            for (int dz = z_only >= 0 ? 0 : -1; dz <= (z_only >= 0 ? 0 : 1); dz++)
-                for (int dy = -1; dy <= 1; dy++)
-                    for (int dx = -1; dx <= 1; dx++) {
-                        long nb = step(r, cx, cy, cz, dx, dy, dz);
-                        if (nb >= 0 && !seen[nb] && r->level[nb] == g) {
-                            seen[nb] = 1;
-                            queue[tail++] = (size_t)nb;
-                        }
-                    }
+            long nb[26];
+            int nn = neighbours(r, c, z_only >= 0, nb);
+            for (int a = 0; a < nn; a++)
+                if (!seen[nb[a]] && r->level[nb[a]] == g) {
+                    seen[nb[a]] = 1;
+                    queue[tail++] = (size_t)nb[a];
+                }
         }
         cells_add(l, g, dist ? least : (int)tail, 1);
     }
@@ -473,17 +486,13 @@ static void ngtdm_sums(const region *r, long z_only, double *s, double *n)
             continue;
         double sum = 0;
         int cnt = 0;
-        for (int dz = z_only >= 0 ? 0 : -1; dz <= (z_only >= 0 ? 0 : 1); dz++)
-            for (int dy = -1; dy <= 1; dy++)
-                for (int dx = -1; dx <= 1; dx++) {
-                    if (!dx && !dy && !dz)
-                        continue;
-                    long nb = step(r, x, y, z, dx, dy, dz);
-                    if (nb >= 0 && r->level[nb]) {
-                        sum += r->level[nb];
-                        cnt++;
-                    }
-                }
+        long nb[26];
+        int nn = neighbours(r, at, z_only >= 0, nb);
+        for (int a = 0; a < nn; a++)
+            if (r->level[nb[a]]) {
+                sum += r->level[nb[a]];
+                cnt++;
+            }
         if (!cnt)
             continue;
         int g = r->level[at];
@@ -583,15 +592,10 @@ static void ngldm_counts(const region *r, long z_only, double *m, double *nv)
         long x, y, z;
         coords(r, at, &x, &y, &z);
         int g = r->level[at], dep = 1;
-        for (int dz = z_only >= 0 ? 0 : -1; dz <= (z_only >= 0 ? 0 : 1); dz++)
-            for (int dy = -1; dy <= 1; dy++)
-                for (int dx = -1; dx <= 1; dx++) {
-                    if (!dx && !dy && !dz)
-                        continue;
-                    long nb = step(r, x, y, z, dx, dy, dz);
-                    if (nb >= 0 && r->level[nb] == g)
-                        dep++;
-                }
+        long nb[26];
+        int nn = neighbours(r, at, z_only >= 0, nb);
+        for (int a = 0; a < nn; a++)
+            dep += r->level[nb[a]] == g;
         m[(size_t)(g - 1) * 27 + (dep - 1)]++;
         (*nv)++;
     }
