@@ -450,8 +450,6 @@ static double cm_count(const region *r, const int d[3], int dist, long z_only, d
         size_t at = r->at[k];
         long x = (long)(at % r->nx), y = (long)(at / r->nx % r->ny),
              z = (long)(at / r->nx / r->ny);
-        if (z_only >= 0 && z != z_only)
-            continue;
         long xx = x + ox, yy = y + oy, zz = z + oz;
         if (xx < 0 || yy < 0 || zz < 0 || xx >= (long)r->nx || yy >= (long)r->ny ||
             zz >= (long)r->nz)

@@ -356,8 +356,6 @@ static int edge_distance(const region *r, long z_only, int *dist)
     for (size_t k = k0; k < k1; k++) {
         long x, y, z;
         coords(r, r->at[k], &x, &y, &z);
-        if (z_only >= 0 && z != z_only)
-            continue;
         dist[r->at[k]] = 0;
         for (int a = 0; a < nf; a++) {
             long nb = step(r, x, y, z, face[a][0], face[a][1], face[a][2]);
@@ -397,10 +395,6 @@ static void zones(const region *r, long z_only, const int *dist, cells *l, doubl
     mira__region_range(r, z_only, &k0, &k1);
     for (size_t k = k0; k < k1; k++) {
         size_t at = r->at[k];
-        long x, y, z;
-        coords(r, at, &x, &y, &z);
-        if (z_only >= 0 && z != z_only)
-            continue;
         (*nv)++;
         if (seen[at])
             continue;
@@ -480,10 +474,6 @@ static void ngtdm_sums(const region *r, long z_only, double *s, double *n)
     mira__region_range(r, z_only, &k0, &k1);
     for (size_t k = k0; k < k1; k++) {
         size_t at = r->at[k];
-        long x, y, z;
-        coords(r, at, &x, &y, &z);
-        if (z_only >= 0 && z != z_only)
-            continue;
         double sum = 0;
         int cnt = 0;
         long nb[26];
@@ -589,8 +579,6 @@ static void ngldm_counts(const region *r, long z_only, double *m, double *nv)
     mira__region_range(r, z_only, &k0, &k1);
     for (size_t k = k0; k < k1; k++) {
         size_t at = r->at[k];
-        long x, y, z;
-        coords(r, at, &x, &y, &z);
         int g = r->level[at], dep = 1;
         long nb[26];
         int nn = neighbours(r, at, z_only >= 0, nb);
