@@ -5,6 +5,7 @@
 
 #include "mira/archive.h"
 #include "mira/core.h"
+#include "mira/features.h"
 #include "mira/json.h"
 
 #ifdef __cplusplus
@@ -213,6 +214,18 @@ MIRA_API bool mira_archive_hl7_list(mira_archive *a, const mira_hl7_list_options
  */
 MIRA_API bool mira_archive_hl7_apply(mira_archive *a, size_t max, size_t *done,
                                      mira_error **err);
+
+/*
+ * An ORU^R01 (HL7 v2.5, UTF-8) carrying the analysis results of a study of the archive: PID the
+ * study's patient (ID and issuer, name, birth date, sex from the index), OBR the study (its
+ * accession number in OBR-3 and OBR-18, "IBSI^Radiomics features^L", final), ZDS-1 its Study
+ * Instance UID (IHE), then one OBX per result, in order: NM, the IBSI tag as its identifier in
+ * coding system "IBSI", the value (a NaN: no value, status X). receiver: "APP^FACILITY" for
+ * MSH-5/MSH-6, or NULL. Owned text, *len its length; MIRA_ERR_NOT_FOUND for an unknown study.
+ */
+MIRA_API char *mira_hl7_results_message(mira_archive *a, const char *study_uid,
+                                        const mira_feature *results, size_t n,
+                                        const char *receiver, size_t *len, mira_error **err);
 
 /*
  * The patient record as JSON (owned; *len its length, may be NULL): {"patient": {patient_id,

@@ -4,6 +4,7 @@
 #include "mira/hl7.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,8 @@ static void usage(FILE *out)
             "                    [--control-id ID] FILE\n"
             "       mira hl7 send [--tls ...] [--timeout S] [--json] HOST:PORT FILE...\n"
             "       mira hl7 import [--archive DIR] [--json] FILE...\n"
+            "       mira hl7 results [--archive DIR] --study UID [--to APP^FACILITY] [-o OUT]\n"
+            "                        RESULTS.json\n"
             "       mira hl7 messages [--archive DIR] [--code AA|AE|AR] [--control-id ID]\n"
             "                    [--after ID] [--limit N] [--text] [--json]\n\n"
             "Read HL7 v2 messages (versions 2.3 to 2.8, any delimiters, batch files with\n"
@@ -39,6 +42,11 @@ static void usage(FILE *out)
             "          (the same checks, repeats of MSH-10 recognised), then act on them (ADT,\n"
             "          orders, reports): for messages exported from another system; prints a\n"
             "          line per message (file, number, MSH-10, the ACK code, why)\n"
+            "  results write an ORU^R01 with the analysis results of a study of the archive:\n"
+            "          RESULTS.json is 'mira features --json' output (tag: value); PID is the\n"
+            "          study's patient, OBR its accession number, ZDS-1 its Study Instance UID,\n"
+            "          an OBX per result (NM, the IBSI tag). Send it with 'mira hl7 send':\n"
+            "          mira hl7 results --study UID r.json | mira hl7 send HOST:PORT -\n"
             "  messages  list the messages 'mira serve' received and kept (id, time, peer,\n"
             "          MSH-10, type, the ACK code it got and why), oldest first; --text\n"
             "          prints each message too (segments a line), --json one object a message\n"
@@ -687,6 +695,97 @@ static int cmd_messages(int argc, char **argv)
     return 0;
 }
 
+/* ------------------------------------------------------------------ results */
+
+static int cmd_results(int argc, char **argv)
+{
+    mira_archive_cli ao = {NULL, NULL, -1, NULL};
+    const char *study = NULL, *to = NULL, *input = NULL, *output = NULL;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        int k = mira_cli_archive_option(argc, argv, &i, &ao);
+        if (k < 0) {
+            fprintf(stderr, "mira hl7 results: bad value for %s\n", a);
+            return 2;
+        }
+        if (k > 0)
+            continue;
+        bool has = i + 1 < argc;
+        if (mira_cli_is_help(a)) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--study") == 0 && has) {
+            study = argv[++i];
+        } else if (strcmp(a, "--to") == 0 && has) {
+            to = argv[++i];
+        } else if ((strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) && has) {
+            output = argv[++i];
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "mira hl7 results: unknown option or missing value: %s\n", a);
+            return 2;
+        } else if (!input) {
+            input = a;
+        } else {
+            fprintf(stderr, "mira hl7 results: one RESULTS file\n");
+            return 2;
+        }
+    }
+    if (!study || !input) {
+        fprintf(stderr, "mira hl7 results: give --study UID and a RESULTS file (mira features "
+                        "--json)\n");
+        return 2;
+    }
+    size_t len = 0;
+    char *text = read_all(input, &len);
+    if (!text)
+        return 1;
+    mira_error *err = NULL;
+    mira_json *j = mira_json_parse(text, len, &err);
+    mira_free(text);
+    if (!j || mira_json_get_type(j) != MIRA_JSON_OBJECT) {
+        fprintf(stderr, "mira hl7 results: %s: %s\n", input,
+                j ? "not a JSON object of tag: value (mira features --json)"
+                  : mira_error_get_message(err));
+        mira_error_free(err);
+        mira_json_free(j);
+        return 1;
+    }
+    size_t n = mira_json_count(j);
+    mira_feature *v = mira_calloc(n ? n : 1, sizeof *v);
+    int rc = v ? 0 : 1;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const mira_json *x = mira_json_at(j, i);
+        const char *tag = mira_json_key_at(j, i);
+        mira_json_type t = mira_json_get_type(x);
+        if ((t != MIRA_JSON_NUMBER && t != MIRA_JSON_NULL) || strlen(tag) >= sizeof v[i].tag) {
+            fprintf(stderr, "mira hl7 results: %s: \"%s\" is not a number (or null)\n", input,
+                    tag);
+            rc = 1;
+            break;
+        }
+        snprintf(v[i].tag, sizeof v[i].tag, "%s", tag);
+        v[i].value = t == MIRA_JSON_NUMBER ? mira_json_get_number(x) : NAN;
+    }
+    mira_archive *ar = rc == 0 ? mira_cli_open_archive("hl7 results", &ao, false) : NULL;
+    char *msg = ar ? mira_hl7_results_message(ar, study, v, n, to, &len, &err) : NULL;
+    if (ar && !msg) {
+        mira_cli_report("hl7 results", err);
+    } else if (msg) {
+        FILE *f = output ? fopen(output, "wb") : stdout;
+        if (!f || fwrite(msg, 1, len, f) != len || (output && fclose(f) != 0)) {
+            fprintf(stderr, "mira hl7 results: %s: %s\n", output ? output : "stdout",
+                    strerror(errno));
+            msg[0] = 0;
+        }
+    }
+    rc = msg && msg[0] ? 0 : 1;
+    mira_free(msg);
+    mira_archive_close(ar);
+    mira_free(v);
+    mira_json_free(j);
+    return rc;
+}
+
 int mira_cli_hl7(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "send") == 0)
@@ -695,6 +794,8 @@ int mira_cli_hl7(int argc, char **argv)
         return cmd_messages(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "import") == 0)
         return cmd_import(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "results") == 0)
+        return cmd_results(argc, argv);
     if (argc < 2 || mira_cli_is_help(argv[1])) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
