@@ -3,6 +3,7 @@
 #define MIRA_ARCHIVE_H
 
 #include "mira/core.h"
+#include "mira/features.h"
 #include "mira/dicom.h"
 
 #ifdef __cplusplus
@@ -250,6 +251,17 @@ MIRA_API bool mira_archive_merge_patient(mira_archive *a, const char *patient_id
                                          const char *issuer, const mira_dataset *into,
                                          const char *reason, uint64_t *instances,
                                          mira_error **err);
+
+/* ------------------------------------------------------------------ analysis results */
+
+/* Keep the results of a method (e.g. "ibsi") for a study, replacing what that method had
+ * given it before, in one transaction. MIRA_ERR_NOT_FOUND if the archive has no such study. */
+MIRA_API bool mira_archive_results_put(mira_archive *a, const char *study_uid, const char *method,
+                                       const mira_feature *v, size_t n, mira_error **err);
+/* The results a method gave a study (method NULL: every method's), in the order they were
+ * kept, into out (empty if none). */
+MIRA_API bool mira_archive_results_get(mira_archive *a, const char *study_uid, const char *method,
+                                       mira_features *out, mira_error **err);
 
 /* Told of each exported instance: its SOP Instance UID and the file written, or the error. */
 typedef void (*mira_export_fn)(void *ctx, const char *sop_instance_uid, const char *path,

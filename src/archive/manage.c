@@ -245,7 +245,12 @@ static bool drop_empty(mira__db *db, mira_level level, int64_t *v, size_t n, siz
             continue;
         }
         mira__dbval own[2] = {mira__db_int(level), mira__db_int(v[i])};
-        if (!db->ops->query(db, "DELETE FROM multi_values WHERE owner_level = ? AND owner_pk = ?",
+        if ((level == MIRA_LEVEL_STUDY &&
+             !db->ops->query(db,
+                             "DELETE FROM analysis_results WHERE study_uid ="
+                             " (SELECT study_uid FROM studies WHERE pk = ?)",
+                             &p, 1, NULL, NULL, NULL, err)) ||
+            !db->ops->query(db, "DELETE FROM multi_values WHERE owner_level = ? AND owner_pk = ?",
                             own, 2, NULL, NULL, NULL, err) ||
             !db->ops->query(db, del[level], &p, 1, NULL, NULL, NULL, err))
             return false;

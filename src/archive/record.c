@@ -56,6 +56,7 @@ typedef struct emit {
     const char *const *names;
     size_t n;
     size_t rows;
+    size_t number; /* the column (from 1) of text written as a JSON number; 0: none */
 } emit;
 
 /* Each row as an object of the named columns (text, integers, null). */
@@ -65,7 +66,9 @@ static bool emit_row(void *ctx, const mira__dbval *c, size_t n)
     mira_json_begin_object(e->w);
     for (size_t i = 0; i < n && i < e->n; i++) {
         mira_json_key(e->w, e->names[i]);
-        if (c[i].type == MIRA__DB_TEXT)
+        if (c[i].type == MIRA__DB_TEXT && i + 1 == e->number)
+            mira_json_number_text(e->w, c[i].s, strlen(c[i].s));
+        else if (c[i].type == MIRA__DB_TEXT)
             mira_json_cstring(e->w, c[i].s);
         else if (c[i].type == MIRA__DB_INT)
             mira_json_int(e->w, c[i].i);
@@ -83,7 +86,7 @@ static bool rows(mira__db *db, mira_json_writer *w, const char *key, const char 
 {
     mira_json_key(w, key);
     mira_json_begin_array(w);
-    emit e = {w, names, nnames, 0};
+    emit e = {w, names, nnames, 0, strcmp(key, "results") == 0 ? 4 : 0};
     bool ok = db->ops->query(db, sql, p, np, emit_row, &e, NULL, err);
     mira_json_end_array(w);
     if (count)
@@ -246,6 +249,18 @@ char *mira_patient_record(mira_archive *a, const char *patient_id, const char *i
         in_list(sql, sizeof sql, &all, p, &np);
         strncat(sql, " ORDER BY r.accession, r.version", sizeof sql - strlen(sql) - 1);
         ok = rows(db, w, "reports", sql, p, np, rn, 9, &nreports, err);
+    }
+    if (ok) {
+        /* analysis results of those studies (mira features --study) */
+        static const char *const an[] = {"study_uid", "method", "tag", "value", "created_at"};
+        np = 0;
+        snprintf(sql, sizeof sql,
+                 "SELECT a.study_uid, a.method, a.tag, a.value, a.created_at"
+                 " FROM analysis_results a JOIN studies s ON s.study_uid = a.study_uid"
+                 " JOIN patients p ON p.pk = s.patient_pk WHERE p.patient_id");
+        in_list(sql, sizeof sql, &all, p, &np);
+        strncat(sql, " ORDER BY a.study_uid, a.pk", sizeof sql - strlen(sql) - 1);
+        ok = rows(db, w, "results", sql, p, np, an, 5, NULL, err);
     }
     if (ok) {
         mira_json_end_object(w);

@@ -275,13 +275,25 @@ static const char *const migration_8 =
  */
 static const char *const migration_9 = "";
 
-static const char *const migrations[] = {migration_1, migration_2, migration_3,
-                                         migration_4, migration_5, migration_6,
-                                         migration_7, migration_8, migration_9};
+/*
+ * Version 10: analysis results of studies (mira features --study): each feature of a method
+ * (its IBSI tag) with its value as text (%.17g; NULL when not defined), the latest computation
+ * of a method replacing the one before. Keyed by Study Instance UID: results go with their
+ * study when it is deleted (manage.c).
+ */
+static const char *const migration_10 =
+    "CREATE TABLE analysis_results ("
+    " pk @PK@, study_uid TEXT NOT NULL, method TEXT NOT NULL, tag TEXT NOT NULL, value TEXT,"
+    " created_at TEXT NOT NULL);"
+    "CREATE INDEX analysis_results_study ON analysis_results (study_uid, method);";
+
+static const char *const migrations[] = {migration_1, migration_2, migration_3, migration_4,
+                                         migration_5, migration_6, migration_7, migration_8,
+                                         migration_9, migration_10};
 
 /* On SQLite, the migrations (by version - 1) that run alone, with foreign keys off. */
 static const bool own_transaction[] = {false, false, false, false, false,
-                                       false, false, false, true};
+                                       false, false, false, true,  false};
 
 /*
  * What a migration needs that the two backends spell differently, run after it in the same

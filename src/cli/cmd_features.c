@@ -27,6 +27,10 @@ static void usage(FILE *out)
             "  --lower-bound L    the first bin's lower edge (default: the region's minimum)\n"
             "                     (without either, the values must be grey levels >= 1)\n"
             "  --distance D       co-occurrence neighbour distance (default 1)\n"
+            "  --study UID        keep the results for this study of the archive (method\n"
+            "                     \"ibsi\": they replace the ones before; the patient record\n"
+            "                     shows them, mira hl7 results sends them)\n"
+            MIRA_ARCHIVE_CLI_HELP
             "  --json             one JSON object, tag: value\n"
             "  --csv              tag,value lines with a header\n"
             "  -h, --help         this help\n\n"
@@ -77,10 +81,18 @@ int mira_cli_features(int argc, char **argv)
 {
     mira_feature_settings s;
     mira_feature_settings_init(&s);
-    const char *paths[2] = {NULL, NULL};
+    const char *paths[2] = {NULL, NULL}, *study = NULL;
     size_t np = 0;
     bool json = false, csv = false;
+    mira_archive_cli ao = {NULL, NULL, -1, NULL};
     for (int i = 1; i < argc; i++) {
+        int k = mira_cli_archive_option(argc, argv, &i, &ao);
+        if (k < 0) {
+            fprintf(stderr, "mira features: %s needs a value\n", argv[i]);
+            return MIRA_EXIT_USAGE;
+        }
+        if (k > 0)
+            continue;
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         char *end = NULL;
@@ -89,6 +101,8 @@ int mira_cli_features(int argc, char **argv)
             return MIRA_EXIT_OK;
         } else if (strcmp(a, "--json") == 0) {
             json = true;
+        } else if (strcmp(a, "--study") == 0 && v) {
+            study = argv[++i];
         } else if (strcmp(a, "--csv") == 0) {
             csv = true;
         } else if (strcmp(a, "--families") == 0 && v) {
@@ -149,8 +163,14 @@ int mira_cli_features(int argc, char **argv)
     mira_image *img = load(paths[0], &err), *mask = img ? load(paths[1], &err) : NULL;
     mira_features f = {0};
     int rc = MIRA_EXIT_OK;
+    mira_archive *ar = NULL;
     if (!img || !mask || !mira_features_compute(img, mask, &s, &f, &err)) {
         mira_cli_report("features", err);
+        rc = MIRA_EXIT_INPUT;
+    } else if (study && (!(ar = mira_cli_open_archive("features", &ao, false)) ||
+                         !mira_archive_results_put(ar, study, "ibsi", f.v, f.n, &err))) {
+        if (ar)
+            mira_cli_report("features", err);
         rc = MIRA_EXIT_INPUT;
     } else if (json) {
         mira_json_writer *w = mira_json_writer_new(true);
@@ -170,6 +190,7 @@ int mira_cli_features(int argc, char **argv)
         for (size_t i = 0; i < f.n; i++)
             printf(csv ? "%s,%.17g\n" : "%-32s %.10g\n", f.v[i].tag, f.v[i].value);
     }
+    mira_archive_close(ar);
     mira_features_cleanup(&f);
     mira_image_free(img);
     mira_image_free(mask);

@@ -730,30 +730,36 @@ static int cmd_results(int argc, char **argv)
             return 2;
         }
     }
-    if (!study || !input) {
-        fprintf(stderr, "mira hl7 results: give --study UID and a RESULTS file (mira features "
-                        "--json)\n");
+    if (!study) {
+        fprintf(stderr, "mira hl7 results: give --study UID (and a RESULTS file, else the "
+                        "results kept by mira features --study)\n");
         return 2;
     }
-    size_t len = 0;
-    char *text = read_all(input, &len);
-    if (!text)
-        return 1;
     mira_error *err = NULL;
-    mira_json *j = mira_json_parse(text, len, &err);
-    mira_free(text);
-    if (!j || mira_json_get_type(j) != MIRA_JSON_OBJECT) {
-        fprintf(stderr, "mira hl7 results: %s: %s\n", input,
-                j ? "not a JSON object of tag: value (mira features --json)"
-                  : mira_error_get_message(err));
-        mira_error_free(err);
-        mira_json_free(j);
-        return 1;
+    mira_json *j = NULL;
+    size_t len = 0, n = 0;
+    mira_feature *v = NULL;
+    mira_features kept = {0};
+    int rc = 0;
+    if (input) {
+        char *text = read_all(input, &len);
+        if (!text)
+            return 1;
+        j = mira_json_parse(text, len, &err);
+        mira_free(text);
+        if (!j || mira_json_get_type(j) != MIRA_JSON_OBJECT) {
+            fprintf(stderr, "mira hl7 results: %s: %s\n", input,
+                    j ? "not a JSON object of tag: value (mira features --json)"
+                      : mira_error_get_message(err));
+            mira_error_free(err);
+            mira_json_free(j);
+            return 1;
+        }
+        n = mira_json_count(j);
+        v = mira_calloc(n ? n : 1, sizeof *v);
+        rc = v ? 0 : 1;
     }
-    size_t n = mira_json_count(j);
-    mira_feature *v = mira_calloc(n ? n : 1, sizeof *v);
-    int rc = v ? 0 : 1;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
+    for (size_t i = 0; input && rc == 0 && i < n; i++) {
         const mira_json *x = mira_json_at(j, i);
         const char *tag = mira_json_key_at(j, i);
         mira_json_type t = mira_json_get_type(x);
@@ -767,10 +773,23 @@ static int cmd_results(int argc, char **argv)
         v[i].value = t == MIRA_JSON_NUMBER ? mira_json_get_number(x) : NAN;
     }
     mira_archive *ar = rc == 0 ? mira_cli_open_archive("hl7 results", &ao, false) : NULL;
-    char *msg = ar ? mira_hl7_results_message(ar, study, v, n, to, &len, &err) : NULL;
-    if (ar && !msg) {
+    char *msg = NULL;
+    if (ar && !input && !mira_archive_results_get(ar, study, NULL, &kept, &err)) {
         mira_cli_report("hl7 results", err);
-    } else if (msg) {
+    } else if (ar && !input && kept.n == 0) {
+        fprintf(stderr, "mira hl7 results: no results are kept for study %s (mira features "
+                        "--study)\n",
+                study);
+    } else if (ar) {
+        if (!input) { /* the kept ones */
+            v = kept.v;
+            n = kept.n;
+        }
+        msg = mira_hl7_results_message(ar, study, v, n, to, &len, &err);
+        if (!msg)
+            mira_cli_report("hl7 results", err);
+    }
+    if (msg) {
         FILE *f = output ? fopen(output, "wb") : stdout;
         if (!f || fwrite(msg, 1, len, f) != len || (output && fclose(f) != 0)) {
             fprintf(stderr, "mira hl7 results: %s: %s\n", output ? output : "stdout",
@@ -781,7 +800,9 @@ static int cmd_results(int argc, char **argv)
     rc = msg && msg[0] ? 0 : 1;
     mira_free(msg);
     mira_archive_close(ar);
-    mira_free(v);
+    mira_free(v); /* (the kept ones too, when they were used) */
+    if (v != kept.v)
+        mira_features_cleanup(&kept);
     mira_json_free(j);
     return rc;
 }

@@ -79,7 +79,7 @@ def test_version_8_index_is_migrated_and_kept(tmp_path, backend):
     s = json.loads(archive.run("stats", "--json").stdout)
     # as version 8 stored them: P1, and one patient of both files without a Patient ID
     assert (s["patients"], s["studies"], s["instances"]) == (2, 3, 4)
-    assert sql(archive, "SELECT version FROM schema_version") == [["9"]]
+    assert int(sql(archive, "SELECT version FROM schema_version")[0][0]) >= 9
     assert {r[0]: r[1:] for r in sql(archive, "SELECT sop_uid, blob, checksum FROM instances")} \
         == before
     proc = archive.run("check", "--json")

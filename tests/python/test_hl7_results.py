@@ -90,3 +90,37 @@ def test_results_refusals(tmp_path, archive):
                         check=False)
         assert p.returncode == 1 and p.stdout == b"", name
     assert run_mira("hl7", "results", *archive.args, tmp_path / "r.json", check=False).returncode == 2
+
+
+def test_results_kept_with_the_study_in_the_record_and_sent_from_there(tmp_path, archive):
+    ds = study_file(tmp_path / "s.dcm")
+    archive.run("import", "--no-progress", tmp_path / "s.dcm")
+    args = ["--families", "stat,ngt", IBSI / "phantom.nii.gz", IBSI / "mask.nii.gz"]
+    want = json.loads(run_mira("features", "--json", *args).stdout)
+    kept = json.loads(run_mira("features", "--json", "--study", ds.StudyInstanceUID,
+                               *archive.args, *args).stdout)
+    assert kept == want
+    # the patient record has them, numbers as numbers, in order
+    rec = json.loads(run_mira("patient", *archive.args, "--json", ds.PatientID).stdout)
+    got = [(r["study_uid"], r["method"], r["tag"], r["value"]) for r in rec["results"]]
+    assert got == [(ds.StudyInstanceUID, "ibsi", k, v) for k, v in want.items()]
+    # computed again: replaced, not added
+    run_mira("features", "--study", ds.StudyInstanceUID, *archive.args, "--families", "stat",
+             IBSI / "phantom.nii.gz", IBSI / "mask.nii.gz")
+    rec = json.loads(run_mira("patient", *archive.args, "--json", ds.PatientID).stdout)
+    assert [r["tag"] for r in rec["results"]] == [k for k in want if k.startswith("stat_")]
+    # sent from what is kept
+    m = hl7.parse(run_mira("hl7", "results", *archive.args, "--study",
+                           ds.StudyInstanceUID).stdout.decode())
+    assert [str(o(3)(1)(1)) for o in m.segments("OBX")] == [k for k in want
+                                                            if k.startswith("stat_")]
+    # the study deleted: its results go with it
+    archive.run("delete", "--level", "study", ds.StudyInstanceUID)
+    archive.run("import", "--no-progress", tmp_path / "s.dcm")
+    rec = json.loads(run_mira("patient", *archive.args, "--json", ds.PatientID).stdout)
+    assert rec["results"] == []
+    p = run_mira("hl7", "results", *archive.args, "--study", ds.StudyInstanceUID, check=False)
+    assert p.returncode == 1 and b"no results" in p.stderr
+    # an unknown study is refused, nothing kept
+    p = run_mira("features", "--study", "1.2.3.4", *archive.args, *args, check=False)
+    assert p.returncode == 1 and b"no study 1.2.3.4" in p.stderr
