@@ -156,6 +156,7 @@ async function loadPatient(pid) {
   tbody.replaceChildren();
   text($('patient-orders'), 'Loading…');
   text($('patient-reports'), 'Loading…');
+  text($('patient-results'), '');
   try {
     const studies = await api.getJson(api.query('/dicomweb/studies', {
       PatientID: pid, includefield: [...STUDY_FIELDS, 'PatientBirthDate', 'PatientSex'],
@@ -234,6 +235,33 @@ async function loadPatient(pid) {
         d.appendChild(a);
       }
       box.appendChild(d);
+    }
+    // analysis results kept with the patient's studies (mira features --study), a table each
+    const rbox = $('patient-results');
+    rbox.replaceChildren();
+    const results = record ? record.results || [] : [];
+    if (!forbidden && !results.length) text(rbox, 'No analysis results.');
+    const groups = new Map();
+    for (const r of results) {
+      const k = `${r.study_uid} ${r.method}`;
+      if (!groups.has(k)) groups.set(k, []);
+      groups.get(k).push(r);
+    }
+    for (const rows of groups.values()) {
+      const d = document.createElement('details');
+      const sum = document.createElement('summary');
+      const study = (record.studies || []).find((st) => st.study_uid === rows[0].study_uid);
+      text(sum, `${rows[0].method.toUpperCase()} features of the study ${study && study.accession ? `with accession ${study.accession}` : rows[0].study_uid} — ${rows.length} values, ${rows[0].created_at}`);
+      d.appendChild(sum);
+      const table = document.createElement('table');
+      table.className = 'list';
+      for (const r of rows) {
+        const tr = table.insertRow();
+        text(tr.insertCell(), r.tag);
+        text(tr.insertCell(), r.value === null ? '—' : String(r.value));
+      }
+      d.appendChild(table);
+      rbox.appendChild(d);
     }
     // reports held as DICOM SR
     const reports = await api.getJson(api.query('/dicomweb/series', {

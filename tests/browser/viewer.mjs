@@ -47,6 +47,8 @@ try {
   await page.waitForFunction(() => !document.querySelector('#patient-reports').textContent.includes('Loading'));
   result.patient.orders = await page.locator('#patient-orders').innerText();
   result.patient.reports = await page.locator('#patient-reports').innerText();
+  await page.locator('#patient-results details summary').first().click();
+  result.patient.results = await page.locator('#patient-results').innerText();
   await page.goBack();
   await page.waitForSelector('#study-table tbody tr');
 

@@ -138,6 +138,10 @@ def served(tmp_path_factory):
         + "|" * 7 + "F",
         "OBX|1|TX|GDT^Report^L||No acute abdominal findings.||||||F"]) + "\r")
     run_mira("hl7", "import", "--archive", d / "archive", hl7_file)
+    # analysis results kept with the CT study (features of the IBSI phantom stand in)
+    ibsi = ROOT / "tests" / "data" / "ibsi"
+    run_mira("features", "--archive", d / "archive", "--study", series[0][1].StudyInstanceUID,
+             "--families", "stat", ibsi / "phantom.nii.gz", ibsi / "mask.nii.gz")
     with MiraServer(d / "archive", http=True) as srv:
         yield srv, series, d
 
@@ -191,6 +195,14 @@ def test_sign_in_search_view_scroll_window_measure(served, tmp_path):
     assert "CT ABDOMEN PELVIS" in res["patient"]["orders"] and "ACC-PAGE-1" in res["patient"]["orders"], \
         res["patient"]
     assert "version 1" in res["patient"]["reports"] and "final" in res["patient"]["reports"], res["patient"]
+    # the study's analysis results, each value as the record gives it
+    feats = json.loads(run_mira("features", "--json", "--families", "stat",
+                                ROOT / "tests" / "data" / "ibsi" / "phantom.nii.gz",
+                                ROOT / "tests" / "data" / "ibsi" / "mask.nii.gz").stdout)
+    shown = res["patient"]["results"]
+    assert "ACC-PAGE-1" in shown or ds0.StudyInstanceUID in shown, shown
+    for tag, value in feats.items():
+        assert f"{tag}\t{repr(value) if value != int(value) else int(value)}" in shown, (tag, shown)
     # no script error on the way (the one console error: the wrong password's 401)
     assert not [c for c in res["console"] if c.startswith("pageerror")], res["console"]
     assert len(res["console"]) <= 1, res["console"]
