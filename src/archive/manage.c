@@ -921,7 +921,7 @@ bool mira_archive_merge_patient(mira_archive *a, const char *patient_id, const c
         mira__db_rollback(db);
     if (ok && instances)
         *instances = done;
-    for (size_t c = 0; old && c < nchanges; c++)
+    for (size_t c = 0; old && c <= nchanges; c++) /* (and the issuer's, when removed) */
         mira_free(old[c]);
     mira_free(old);
     mira_free(pats);
